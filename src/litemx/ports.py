@@ -1,0 +1,51 @@
+"""Protocols for the outside world; the service layer depends on these, never on concrete I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage for raw messages and attachments."""
+
+    def put(self, data: bytes) -> str:
+        """Store durably and return the key (the SHA-256 hex of the content)."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Raises: KeyError when the blob does not exist."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove the blob; True when something was removed."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+class Resolver(Protocol):
+    """The one DNS resolver every lookup goes through (LITEMX_DNS_SERVERS)."""
+
+    def txt(self, name: str) -> list[str]:
+        """TXT strings at name, each record's strings joined; [] when none."""
+        ...
+
+    def mx(self, name: str) -> list[tuple[int, str]]:
+        """(preference, exchange) pairs; [] when none."""
+        ...
+
+    def a(self, name: str) -> list[str]: ...
+
+    def aaaa(self, name: str) -> list[str]: ...

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core repositories (SQLite and PostgreSQL), blob stores, migrations."""

@@ -1,0 +1,156 @@
+"""The tables. Alembic migrations (storage/migrations) create and evolve them; this module is
+what repositories query against. Keep both in step: `alembic check` in the tests catches drift.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+from litemx.storage.types import BigIntPK, JSONType, UTCDateTime
+
+# Stable constraint names so migrations are identical on both databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("plan", String(20), nullable=False),
+    Column("disabled_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    # First characters of the secret, stored in clear so lookup is an index probe;
+    # the SHA-256 of the whole secret is what authenticates (compared in constant time).
+    Column("prefix", String(24), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("scopes", JSONType, nullable=False),
+    Column("grants", JSONType, nullable=False),
+    Column("created_by", String(40), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("disabled_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Index(None, "account_id", "created_at"),
+)
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    # One domain is hosted by one account on an instance: routing needs a single owner.
+    Column("name", String(253), nullable=False, unique=True),
+    Column("mail_from", String(253), nullable=False),
+    Column("inbound_ready", Boolean, nullable=False, default=False),
+    Column("outbound_ready", Boolean, nullable=False, default=False),
+    Column("provider_approved", Boolean, nullable=False, default=False),
+    Column("dmarc_rua", String(320), nullable=True),
+    Column("last_checked_at", UTCDateTime, nullable=True),
+    Column("disabled_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "account_id", "name"),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("domain_id", String(40), ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=True),
+    Column("retention_days", Integer, nullable=False),
+    Column("legal_hold", Boolean, nullable=False, default=False),
+    Column("disabled_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "account_id", "address"),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("domain_id", String(40), ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "account_id", "address"),
+)
+
+alias_targets = Table(
+    "alias_targets",
+    metadata,
+    Column("alias_id", String(40), ForeignKey("aliases.id", ondelete="CASCADE"), primary_key=True),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Index(None, "mailbox_id"),
+)
+
+catchalls = Table(
+    "catchalls",
+    metadata,
+    Column("domain_id", String(40), ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    # NULL for requests that could not be tied to an account (an unknown token).
+    Column("account_id", String(40), nullable=True),
+    Column("actor_type", String(10), nullable=False),  # token | system | operator | anonymous
+    Column("actor_id", String(40), nullable=True),
+    Column("actor_name", String(200), nullable=True),
+    Column("interface", String(10), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource_type", String(32), nullable=True),
+    Column("resource_id", String(320), nullable=True),
+    Column("mailbox", String(320), nullable=True),
+    Column("outcome", String(10), nullable=False),
+    Column("ip", String(64), nullable=True),
+    Column("user_agent", String(300), nullable=True),
+    Column("details", JSONType, nullable=False),
+    Index(None, "account_id", "id"),
+    Index(None, "account_id", "mailbox", "id"),
+)
+
+__all__ = [
+    "metadata",
+    "accounts",
+    "tokens",
+    "domains",
+    "mailboxes",
+    "aliases",
+    "alias_targets",
+    "catchalls",
+    "audit_events",
+]
