@@ -20,6 +20,9 @@ class LitemxError(Exception):
             self.code = code
         self.message = message
         self.details: dict[str, Any] = details or {}
+        # Facts for the audit row the service layer writes when this error ends an operation
+        # (resource_type, resource_id, mailbox, outcome); never sent to the client.
+        self.audit: dict[str, Any] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}

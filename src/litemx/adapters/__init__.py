@@ -1,0 +1,1 @@
+"""Thin transports: parse input, build a Caller, call one service method, render."""

@@ -1,0 +1,58 @@
+"""The FastAPI application: routes, the error table, body limits, and the planned routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from litemx import __version__
+from litemx.adapters.http import errors
+from litemx.adapters.http.deps import CallerDep
+from litemx.adapters.http.limits import BodyLimit
+from litemx.adapters.http.routes import router
+from litemx.app import Services
+from litemx.core.operations import OPERATIONS, Operation
+from litemx.errors import NotImplementedYet
+
+JSON_BODY_LIMIT = 1024 * 1024
+TAGS = {
+    "/api/messages": "Messages and threads", "/api/threads": "Messages and threads",
+    "/api/drafts": "Drafts and sending", "/api/send": "Drafts and sending", "/api/inbound": "Inbound",
+    "/mcp": "Tokens, audit, retention, MCP", "/api/retention": "Tokens, audit, retention, MCP",
+}
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="LiteMX", version=__version__,
+        description="Self-hostable email for role inboxes operated by AI agents. "
+                    "Every error answers {\"error\": {\"code\", \"message\", \"details\"}}.",
+    )
+    app.state.services = services
+    errors.install(app)
+    app.include_router(router)
+    for op in OPERATIONS.values():
+        if not op.live and op.path is not None and op.method is not None:
+            _add_planned(app, op)
+    inbound = int(services.infra.settings.max_message_bytes * 1.5)
+    app.add_middleware(BodyLimit, default_limit=JSON_BODY_LIMIT,
+                       overrides={"/api/inbound/simulate": inbound, "/api/inbound/ses": inbound})
+    return app
+
+
+def _add_planned(app: FastAPI, op: Operation) -> None:
+    """A SPEC route whose capability lands with a later issue: listed, authenticated, 501."""
+    def planned(caller: CallerDep) -> Any:
+        raise NotImplementedYet(f"{op.method} {op.path} is not available in this version yet",
+                                {"operation": op.name})
+
+    def planned_public() -> Any:
+        raise NotImplementedYet(f"{op.method} {op.path} is not available in this version yet",
+                                {"operation": op.name})
+
+    tag = next((t for prefix, t in TAGS.items() if op.path.startswith(prefix)), "Other")
+    summary = "MCP endpoint (streamable HTTP, JSON-RPC)" if op.path == "/mcp" else op.name
+    app.add_api_route(op.path, planned_public if op.public else planned, methods=[op.method], tags=[tag],
+                      summary=summary, operation_id=f"{op.name}", status_code=200,
+                      responses={501: {"description": "Not available in this version yet"}})

@@ -1,0 +1,130 @@
+"""What every service shares: transactions, the scope gate and the audit writer.
+
+`@operation("mailboxes.create")` puts a method behind the operation table's scope rule and
+guarantees that a refused or failed call leaves exactly one audit event (outcome `denied`,
+`blocked` or `error`), written after the failed transaction rolled back so the refusal is
+recorded while the change is not.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection
+
+from litemx.core.operations import Operation
+from litemx.core.operations import operation as lookup_operation
+from litemx.errors import Forbidden, LitemxError, NotFound, SendBlocked, Unauthorized
+from litemx.ports import BlobStore, Clock
+from litemx.service.principal import Caller
+from litemx.settings import Settings
+from litemx.storage import audit_repo
+from litemx.storage.db import Database
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Infra:
+    """The outside world as the services see it."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    clock: Clock
+
+
+def outcome_of(error: LitemxError) -> str:
+    if "outcome" in error.audit:
+        return str(error.audit["outcome"])
+    if isinstance(error, SendBlocked):
+        return "blocked"
+    return "denied" if isinstance(error, (Forbidden, Unauthorized)) else "error"
+
+
+class ServiceBase:
+    def __init__(self, infra: Infra):
+        self.infra = infra
+        self.db = infra.db
+        self.clock = infra.clock
+
+    def audit(
+        self,
+        conn: Connection,
+        caller: Caller,
+        action: str,
+        *,
+        outcome: str = "ok",
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        mailbox: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one event in the caller's transaction (SPEC §9 fields)."""
+        p = caller.principal
+        audit_repo.append(conn, {
+            "at": self.clock.now(), "account_id": p.account_id, "actor_type": p.kind, "actor_id": p.token_id,
+            "actor_name": p.name, "interface": caller.interface, "action": action, "resource_type": resource_type,
+            "resource_id": resource_id, "mailbox": mailbox, "outcome": outcome, "ip": caller.ip,
+            "user_agent": (caller.user_agent or "")[:300] or None, "details": details or {},
+        })
+
+    def require_mailbox(self, caller: Caller, address: str) -> None:
+        """A mailbox outside the caller's grants is reported exactly like a missing one (SPEC §3).
+
+        Raises: NotFound (audited as denied).
+        """
+        if not caller.principal.can_see(address):
+            raise not_found("mailbox", address, grant_denied=True)
+
+    def _record_failure(self, caller: Caller, op: Operation, error: LitemxError) -> None:
+        details = {"code": error.code, "message": error.message}
+        details.update({k: v for k, v in error.details.items() if k in ("missing_scope", "reasons", "field")})
+        with self.db.write() as conn:
+            self.audit(conn, caller, error.audit.get("action") or op.action or op.name, outcome=outcome_of(error),
+                       resource_type=error.audit.get("resource_type"), resource_id=error.audit.get("resource_id"),
+                       mailbox=error.audit.get("mailbox"), details=details)
+
+
+def not_found(resource_type: str, resource_id: str, *, grant_denied: bool = False) -> NotFound:
+    """The one 404: same words whether the thing is missing or merely not granted."""
+    error = NotFound(f"{resource_type} {resource_id} not found", {"resource_type": resource_type})
+    error.audit = {"resource_type": resource_type, "resource_id": resource_id,
+                   "outcome": "denied" if grant_denied else "error"}
+    if resource_type == "mailbox":
+        error.audit["mailbox"] = resource_id
+    return error
+
+
+def check_scope(caller: Caller, op: Operation) -> None:
+    """Raises: Forbidden naming the missing scope (SPEC §3)."""
+    p = caller.principal
+    if op.admin_only and not p.is_admin:
+        raise Forbidden(f"{op.name} needs the account's admin token", {"missing_scope": "admin"})
+    if op.scope is not None and not p.has_scope(op.scope):
+        raise Forbidden(f"this token lacks the {op.scope.value} scope", {"missing_scope": op.scope.value})
+
+
+def operation(name: str) -> Callable[[Callable[Concatenate[Any, Caller, P], R]],
+                                      Callable[Concatenate[Any, Caller, P], R]]:
+    """Bind a service method to its row of the operation table (scope gate + failure audit)."""
+    op = lookup_operation(name)
+
+    def decorate(fn: Callable[Concatenate[Any, Caller, P], R]) -> Callable[Concatenate[Any, Caller, P], R]:
+        @functools.wraps(fn)
+        def wrapper(self: ServiceBase, caller: Caller, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                check_scope(caller, op)
+                return fn(self, caller, *args, **kwargs)
+            except LitemxError as error:
+                self._record_failure(caller, op, error)
+                raise
+
+        wrapper.operation = op  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
