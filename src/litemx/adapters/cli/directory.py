@@ -1,0 +1,141 @@
+"""domains, mailboxes, aliases, catchall."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from litemx.adapters.cli.common import CursorOpt, JsonOpt, LimitOpt, run, seg
+
+domains = typer.Typer(help="Domains and their DNS.", no_args_is_help=True)
+mailboxes = typer.Typer(help="Role mailboxes.", no_args_is_help=True)
+retention = typer.Typer(help="A mailbox's content retention window.", no_args_is_help=True)
+aliases = typer.Typer(help="Aliases delivering to mailboxes.", no_args_is_help=True)
+catchall = typer.Typer(help="Per-domain catchall.", no_args_is_help=True)
+mailboxes.add_typer(retention, name="retention")
+
+DOMAIN_COLS = [("domain", "name"), ("inbound", "readiness.inbound_ready"),
+               ("outbound", "readiness.outbound_ready"), ("provider", "readiness.provider_approved"),
+               ("disabled", "disabled")]
+MAILBOX_COLS = [("address", "address"), ("name", "display_name"), ("retention", "retention_days"),
+                ("disabled", "disabled"), ("created", "created_at")]
+RECORD_COLS = [("purpose", "purpose"), ("type", "type"), ("host", "host"), ("status", "status"),
+               ("expected", "value"), ("found", "found"), ("hint", "hint")]
+
+
+@domains.command("add")
+def domains_add(name: str, json_: JsonOpt = False) -> None:
+    """Add a domain (no DNS provider move needed)."""
+    run(json_, lambda api: api.call("POST", "/api/domains", body={"name": name}))
+
+
+@domains.command("list")
+def domains_list(limit: LimitOpt = None, cursor: CursorOpt = None, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("GET", "/api/domains", params={"limit": limit, "cursor": cursor}), DOMAIN_COLS)
+
+
+@domains.command("status")
+def domains_status(name: str, json_: JsonOpt = False) -> None:
+    """Readiness and live record checks."""
+    _check(name, json_)
+
+
+@domains.command("check")
+def domains_check(name: str, json_: JsonOpt = False) -> None:
+    """Verify the DNS records live, record by record."""
+    _check(name, json_)
+
+
+def _check(name: str, json_: bool) -> None:
+    def call(api):  # type: ignore[no-untyped-def]
+        data = api.call("GET", f"/api/domains/{seg(name)}/status")
+        return data if json_ else {"items": data.get("records", []), "next_cursor": None}
+
+    run(json_, call, RECORD_COLS, title=f"DNS check for {name}")
+
+
+@domains.command("dns-plan")
+def domains_dns_plan(name: str, format_: Annotated[str, typer.Option("--format", help="table or zone")] = "table",
+                     json_: JsonOpt = False) -> None:
+    """The records to publish at your DNS host."""
+    params = {"format": "zone"} if format_ == "zone" else None
+
+    def call(api):  # type: ignore[no-untyped-def]
+        data = api.call("GET", f"/api/domains/{seg(name)}/dns-plan", params=params)
+        if format_ == "zone" and not json_:
+            print(data.get("zone", ""))
+            raise typer.Exit(0)
+        return data if json_ else {"items": data.get("records", []), "next_cursor": None}
+
+    run(json_, call, RECORD_COLS[:3] + [("value", "value")], title=f"DNS plan for {name}")
+
+
+@domains.command("readiness")
+def domains_readiness(name: str, provider_approved: Annotated[bool, typer.Option(
+        "--provider-approved/--no-provider-approved", help="The outbound provider granted production sending.")],
+        json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("PUT", f"/api/domains/{seg(name)}/readiness",
+                                    body={"provider_approved": provider_approved}))
+
+
+@mailboxes.command("create")
+def mailboxes_create(address: str, display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+                     json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("POST", "/api/mailboxes",
+                                    body={"address": address, "display_name": display_name}))
+
+
+@mailboxes.command("list")
+def mailboxes_list(limit: LimitOpt = None, cursor: CursorOpt = None, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("GET", "/api/mailboxes", params={"limit": limit, "cursor": cursor}),
+        MAILBOX_COLS)
+
+
+@mailboxes.command("show")
+def mailboxes_show(address: str, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("GET", f"/api/mailboxes/{seg(address)}"))
+
+
+@mailboxes.command("delete")
+def mailboxes_delete(address: str, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("DELETE", f"/api/mailboxes/{seg(address)}"))
+
+
+@retention.command("get")
+def retention_get(address: str, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("GET", f"/api/mailboxes/{seg(address)}/retention"))
+
+
+@retention.command("set")
+def retention_set(address: str, days: int, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("PUT", f"/api/mailboxes/{seg(address)}/retention", body={"days": days}))
+
+
+@aliases.command("add")
+def aliases_add(address: str, targets: Annotated[list[str], typer.Argument(help="Target mailbox(es).")],
+                json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("POST", "/api/aliases", body={"address": address, "targets": targets}))
+
+
+@aliases.command("list")
+def aliases_list(limit: LimitOpt = None, cursor: CursorOpt = None, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("GET", "/api/aliases", params={"limit": limit, "cursor": cursor}),
+        [("alias", "address"), ("targets", "targets"), ("created", "created_at")])
+
+
+@aliases.command("delete")
+def aliases_delete(address: str, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("DELETE", f"/api/aliases/{seg(address)}"))
+
+
+@catchall.command("get")
+def catchall_get(domain: str, json_: JsonOpt = False) -> None:
+    run(json_, lambda api: api.call("GET", f"/api/catchalls/{seg(domain)}"))
+
+
+@catchall.command("set")
+def catchall_set(domain: str, mailbox: Annotated[str, typer.Argument(help="Mailbox address, or 'off'.")],
+                 json_: JsonOpt = False) -> None:
+    target = None if mailbox.lower() == "off" else mailbox
+    run(json_, lambda api: api.call("PUT", f"/api/catchalls/{seg(domain)}", body={"mailbox": target}))

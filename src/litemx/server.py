@@ -1,0 +1,60 @@
+"""`litemx serve`: HTTP (REST, OpenAPI, /mcp) now; the SMTP listener and workers join here.
+
+Runs everything on one asyncio loop and stops cleanly on SIGTERM/SIGINT: uvicorn stops
+accepting, finishes in-flight requests, then the database pool is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from litemx.adapters.http.app import create_app
+from litemx.app import Services, build_services
+from litemx.settings import Settings
+
+log = logging.getLogger("litemx")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    services = build_services(settings)
+    try:
+        asyncio.run(_serve(settings, services))
+    finally:
+        services.close()
+
+
+async def _serve(settings: Settings, services: Services) -> None:
+    host, port = settings.http_host_port
+    config = uvicorn.Config(create_app(services), host=host, port=port, log_level=settings.log_level.lower(),
+                            access_log=False, lifespan="on")
+    server = _Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(server.serve())
+    log.info("litemx serving HTTP on http://%s:%d (data: %s)", host, port, settings.data_dir)
+    await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await task
+    log.info("litemx stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process owns SIGTERM and stops every
+    listener in order (uvicorn would otherwise re-raise the signal after its own shutdown)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
