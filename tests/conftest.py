@@ -16,6 +16,7 @@ from litemx.app import Services, build_services
 from litemx.settings import Settings
 from tests.support.clock import FakeClock
 from tests.support.databases import PgSchema, SqliteTemplate
+from tests.support.dns_server import LoopbackDnsServer
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -50,14 +51,29 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
     return schema.url
 
 
+@pytest.fixture(scope="session")
+def _dns_server() -> Iterator[LoopbackDnsServer]:
+    with LoopbackDnsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def dns(_dns_server: LoopbackDnsServer) -> LoopbackDnsServer:
+    """The loopback DNS server every lookup of the code under test goes to; empty per test."""
+    _dns_server.load({})
+    return _dns_server
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings.load({}, data_dir=tmp_path / "data", database_url=database_url, hostname="mx.litemx.test")
+def settings(tmp_path: Path, database_url: str, dns: LoopbackDnsServer) -> Settings:
+    # Never the machine's resolver: every lookup goes to the loopback test server.
+    return Settings.load({}, data_dir=tmp_path / "data", database_url=database_url, hostname="mx.litemx.test",
+                         dns_servers=dns.address)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from litemx.storage.schema import metadata
+from litemx.storage.search_objects import include_object
 from tests.support.live import free_port
 
 LITEMX = [sys.executable, "-m", "litemx.adapters.cli"]
@@ -68,5 +69,6 @@ def test_accounts_create_refuses_an_unknown_plan(tmp_path: Path) -> None:
 
 def test_migrations_build_exactly_the_schema_the_code_queries(services) -> None:
     with services.infra.db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        ctx = MigrationContext.configure(conn, opts={"include_object": include_object})
+        diff = compare_metadata(ctx, metadata)
     assert diff == []

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from litemx.adapters.dns_resolver import DnsResolver
 from litemx.errors import InvalidRequest
 from litemx.ports import BlobStore, Clock, SystemClock
 from litemx.service.auth import AuthService
 from litemx.service.base import Infra
 from litemx.service.directory import DirectoryService
+from litemx.service.inbound import InboundService
 from litemx.service.routing import RoutingService
 from litemx.service.system import SystemService
 from litemx.service.tokens import TokenService
@@ -27,6 +29,7 @@ class Services:
     routing: RoutingService
     tokens: TokenService
     system: SystemService
+    inbound: InboundService
 
     def close(self) -> None:
         self.infra.db.dispose()
@@ -49,5 +52,7 @@ def build_services(settings: Settings, clock: Clock | None = None, migrate: bool
     infra = Infra(settings, db, build_blob_store(settings), clock or SystemClock())
     auth = AuthService(infra)
     directory = DirectoryService(infra)
-    return Services(infra, auth, directory, RoutingService(infra, directory), TokenService(infra, auth),
-                    SystemService(infra))
+    routing = RoutingService(infra, directory)
+    resolver = DnsResolver.from_settings(settings)
+    return Services(infra, auth, directory, routing, TokenService(infra, auth), SystemService(infra),
+                    InboundService(infra, routing, resolver))

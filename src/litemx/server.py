@@ -15,8 +15,10 @@ from collections.abc import Iterator
 import uvicorn
 
 from litemx.adapters.http.app import create_app
+from litemx.adapters.smtp import start_smtp
 from litemx.app import Services, build_services
 from litemx.settings import Settings
+from litemx.workers import InboundWorker
 
 log = logging.getLogger("litemx")
 
@@ -43,9 +45,16 @@ async def _serve(settings: Settings, services: Services) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    smtp = await start_smtp(settings, services.inbound)
+    worker = asyncio.create_task(InboundWorker(services).run())
     task = asyncio.create_task(server.serve())
-    log.info("litemx serving HTTP on http://%s:%d (data: %s)", host, port, settings.data_dir)
+    log.info("litemx serving HTTP on http://%s:%d, SMTP on %s (data: %s)", host, port, settings.smtp,
+             settings.data_dir)
     await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    # Stop taking mail first; what was acknowledged is already durable and is re-driven on start.
+    smtp.close()
+    await smtp.wait_closed()
+    worker.cancel()
     server.should_exit = True
     await task
     log.info("litemx stopped")

@@ -19,13 +19,13 @@ from typing import Any
 
 import dns.exception
 import dns.inet
-import dns.nameserver
 import dns.name
+import dns.nameserver
 import dns.rdata
 import dns.rdatatype
 import dns.resolver
 
-from litemx.errors import InvalidRequest
+from litemx.errors import InvalidRequest, Unavailable
 from litemx.settings import Settings, split_host_port
 
 DEFAULT_LIFETIME = 3.0
@@ -33,14 +33,16 @@ DEFAULT_LIFETIME = 3.0
 PyspfAnswer = list[tuple[tuple[str, str], Any]]
 
 
-class DnsError(Exception):
+class DnsError(Unavailable):
     """A lookup could not be completed (timeout, SERVFAIL, no reachable server).
 
-    Distinct from "no such record", which lookups answer with an empty list.
+    Distinct from "no such record", which lookups answer with an empty list. An `Unavailable`
+    (SPEC §3 `unavailable`, 503) so transports render it without a table entry of their own,
+    and mailauth's resolver contract (`mailauth.dnsport.TEMP_ERRORS`) turns it into temperror.
     """
 
     def __init__(self, name: str, rdtype: str, reason: str) -> None:
-        super().__init__(f"DNS lookup {rdtype} {name} failed: {reason}")
+        super().__init__(f"DNS lookup {rdtype} {name} failed: {reason}", {"name": name, "type": rdtype})
         self.name = name
         self.rdtype = rdtype
         self.reason = reason

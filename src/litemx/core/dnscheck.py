@@ -32,7 +32,8 @@ TxtLookup = Callable[[str], Sequence[str]]
 SPF_LOOKUP_LIMIT = 10
 _SPF_LOOKUP_TERMS = frozenset({"include", "a", "mx", "ptr", "exists", "redirect"})
 _SPF_VERSION = re.compile(r"^v=spf1(\s|$)", re.IGNORECASE)  # RFC 7208 §4.5
-_DMARC_VERSION = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")  # RFC 7489 §6.4: exact, first tag
+# RFC 7489 §6.4: the first tag; ABNF makes "v" case-insensitive and "DMARC1" a case-sensitive %x string.
+_DMARC_VERSION = re.compile(r"^[vV]\s*=\s*DMARC1\s*(;|$)")
 _DMARC_POLICIES = frozenset({"none", "quarantine", "reject"})  # RFC 7489 §6.3 p=
 
 
@@ -336,13 +337,13 @@ def _included_passes(wanted: SpfTerm, terms: Sequence[SpfTerm], txt_lookup: TxtL
             continue
         seen.add(t.value.lower())
         inner = _spf_at(t.value, txt_lookup)
-        if inner and _mechanism_problem_free(wanted, inner, txt_lookup, seen):
+        if inner and _authorises(wanted, inner, txt_lookup, seen):
             return True
     return False
 
 
-def _mechanism_problem_free(wanted: SpfTerm, record: str, txt_lookup: TxtLookup,
-                            seen: set[str]) -> bool:
+def _authorises(wanted: SpfTerm, record: str, txt_lookup: TxtLookup, seen: set[str]) -> bool:
+    """Whether `record` passes `wanted` itself or through a nested include."""
     evaluated = _terms_before_all(parse_spf_terms(record))
     direct = any(not t.modifier and t.key == wanted.key and t.qualifier == "+" for t in evaluated)
     return direct or _included_passes(wanted, evaluated, txt_lookup, seen)
@@ -378,16 +379,15 @@ def _count(record: str, txt_lookup: TxtLookup | None, seen: set[str]) -> int:
             continue
         if t.name == "redirect" and has_all:
             continue  # RFC 7208 §6.1: redirect is ignored when "all" is present
-        total += 1 + _count_target(t, txt_lookup, seen, total)
+        total += 1 + _count_target(t, txt_lookup, seen)
         if total > SPF_LOOKUP_LIMIT:
             break
     return total
 
 
-def _count_target(term: SpfTerm, txt_lookup: TxtLookup | None, seen: set[str], so_far: int) -> int:
-    if txt_lookup is None or term.name not in ("include", "redirect"):
-        return 0
-    if _unresolvable(term.value, seen) or so_far > SPF_LOOKUP_LIMIT:
+def _count_target(term: SpfTerm, txt_lookup: TxtLookup | None, seen: set[str]) -> int:
+    """Lookups inside an include:/redirect= target (RFC 7208 §4.6.4 counts them all)."""
+    if txt_lookup is None or term.name not in ("include", "redirect") or _unresolvable(term.value, seen):
         return 0
     seen.add(term.value.lower())
     inner = _spf_at(term.value, txt_lookup)

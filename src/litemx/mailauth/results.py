@@ -17,7 +17,7 @@ import authres.dkim_b
 import authres.dmarc
 
 SpfWord = Literal["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"]
-DkimWord = Literal["pass", "fail", "neutral", "none", "temperror", "permerror"]
+DkimWord = Literal["pass", "fail", "policy", "neutral", "none", "temperror", "permerror"]
 ArcWord = Literal["pass", "fail", "none"]
 DmarcWord = Literal["pass", "fail", "none", "temperror", "permerror"]
 Policy = Literal["none", "quarantine", "reject"]
@@ -86,7 +86,11 @@ class AuthResults:
     errors: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (dkim as a list, evaluated_at as ISO 8601)."""
+        """A JSON-ready dict (dkim as a list, evaluated_at as ISO 8601).
+
+        Raises:
+            Nothing.
+        """
         data = asdict(self)
         data["dkim"] = [asdict(sig) for sig in self.dkim]
         data["evaluated_at"] = self.evaluated_at.isoformat()
@@ -142,24 +146,30 @@ def _spf_clause(spf: SpfResult) -> authres.core.SPFAuthenticationResult:
 
 def _dkim_clause(sig: DkimResult) -> authres.dkim_b.DKIMAuthenticationResult:
     # RFC 8601 §2.7.1 header.d/header.i/header.a/header.s; RFC 6008 §4 header.b (a prefix).
-    return authres.dkim_b.DKIMAuthenticationResult(
+    clause = authres.dkim_b.DKIMAuthenticationResult(
         result=sig.result,
         reason=_reason(sig.reason) if sig.result != "pass" else None,
         header_d=_token(sig.domain),
         header_i=_token(sig.identity),
-        header_a=_token(sig.algorithm),
-        header_s=_token(sig.selector),
         header_b=_token(sig.header_b),
     )
+    # dkim_b's constructor lacks a= and s=; the inherited properties append them.
+    for name, value in (("header_a", sig.algorithm), ("header_s", sig.selector)):
+        if _token(value):
+            setattr(clause, name, value)
+    return clause
 
 
 def _dmarc_clause(dmarc: DmarcResult) -> authres.dmarc.DMARCAuthenticationResult:
-    # RFC 7489 §11.2: header.from is the RFC5322.From domain; policy.dmarc the applied policy.
+    # RFC 7489 §11.2: header.from is the RFC5322.From domain; policy.dmarc the requested policy.
+    # The comment carries the disposition actually applied after pct sampling (§6.6.4).
+    found = dmarc.result in ("pass", "fail")  # only then was a policy actually evaluated
     return authres.dmarc.DMARCAuthenticationResult(
         result=dmarc.result,
+        result_comment=f"p={dmarc.policy} dis={dmarc.disposition}" if found else None,
         reason=_reason(dmarc.reason) if dmarc.result != "pass" else None,
         header_from=_token(dmarc.from_domain),
-        policy=dmarc.disposition if dmarc.record_domain else None,
+        policy=dmarc.policy if found else None,
     )
 
 

@@ -51,19 +51,39 @@ def check_spf(
     RFC 7208 §2.4: the MAIL FROM identity is checked; when the reverse-path is null the HELO
     identity is checked instead (as `postmaster@<helo>`). `receiver` feeds the `%{r}` macro;
     `default_explanation` replaces pyspf's when a failing policy has no `exp=` (RFC 7208 §6.2).
+    An empty `client_ip` (no SMTP session, e.g. a simulated message) gives `none`.
 
     Raises:
         Nothing: DNS failures become temperror, malformed policies permerror.
     """
     scope = "mailfrom" if mail_from else "helo"
     domain = _identity_domain(mail_from, helo)
+    if not client_ip:
+        # No SMTP session to judge (a simulated or provider-delivered message): nothing checked.
+        return SpfResult("none", domain, scope, client_ip, "no SMTP client address")
     if not _valid_ip(client_ip):
         return SpfResult("permerror", domain, scope, client_ip, "invalid SMTP client address")
-    query = pyspf.query(i=client_ip, s=mail_from, h=helo, receiver=receiver, strict=True)
+    query = _Query(i=client_ip, s=mail_from, h=helo, receiver=receiver, strict=True)
     if default_explanation is not None:
         query.set_default_explanation(default_explanation)
     word, explanation = _run(query, resolver)
     return SpfResult(word, domain, scope, client_ip, explanation)
+
+
+class _Query(pyspf.query):  # type: ignore[misc]  # pyspf is untyped
+    """pyspf's query with RFC 7208 §5.5's PTR rule, which pyspf leaves to its DNS driver."""
+
+    def validated_ptrs(self) -> list[str]:
+        # RFC 7208 §5.5: at most 10 PTR names are checked; a DNS error while looking up one
+        # name's addresses skips that name instead of turning the whole check into temperror.
+        names: list[str] = self.dns_ptr(self.i)[: pyspf.MAX_PTR]
+        return [name for name in names if self._validates(name)]
+
+    def _validates(self, name: str) -> bool:
+        try:
+            return bool(self.cidrmatch(self.dns_a(name, self.A), self.cidrmax))
+        except pyspf.TempError:
+            return False
 
 
 def _run(query: pyspf.query, resolver: AuthResolver) -> tuple[SpfWord, str]:
@@ -126,6 +146,9 @@ def _mx(resolver: AuthResolver, name: str) -> list[tuple[int, str]]:
 
 
 def _ptr(resolver: AuthResolver, name: str) -> list[str]:
+    if not hasattr(resolver, "ptr"):
+        # A plain ports.Resolver cannot answer PTR: only checks that need it become temperror.
+        raise pyspf.TempError("DNS: this resolver cannot answer PTR queries")
     return [host.rstrip(".") for host in resolver.ptr(name)]
 
 

@@ -5,6 +5,7 @@ what repositories query against. Keep both in step: `alembic check` in the tests
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -13,6 +14,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    UniqueConstraint,
 )
 
 from litemx.storage.types import BigIntPK, JSONType, UTCDateTime
@@ -143,6 +146,103 @@ audit_events = Table(
     Index(None, "account_id", "mailbox", "id"),
 )
 
+inbound_queue = Table(
+    "inbound_queue",
+    metadata,
+    # One accepted SMTP transaction (or simulate/SES delivery). The raw bytes are in the blob
+    # store before this row commits; the row commits before `250` (SPEC §5). Processing
+    # (parse, verdicts, threads, index) happens after and is re-driven after a crash.
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("raw_key", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("mail_from", String(320), nullable=False),  # '' is the null reverse-path (bounces)
+    Column("recipients", JSONType, nullable=False),  # [{"rcpt": str, "mailbox_id": str}]
+    Column("client_ip", String(64), nullable=True),
+    Column("helo", String(255), nullable=True),
+    Column("source", String(16), nullable=False),  # smtp | simulate | ses
+    Column("status", String(10), nullable=False),  # pending | done | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(500), nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("processed_at", UTCDateTime, nullable=True),
+    Index(None, "status", "next_attempt_at"),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox", String(320), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("subject_key", String(255), nullable=False),  # normalised subject, for the fallback rule
+    Column("message_count", Integer, nullable=False),
+    Column("last_message_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "mailbox_id", "last_message_at"),
+    Index(None, "mailbox_id", "subject_key"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    # seq: integer key for the FTS5 rowid and stable newest-first cursors; id: the public id.
+    Column("seq", BigIntPK, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox", String(320), nullable=False),
+    Column("thread_id", String(40), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Column("direction", String(10), nullable=False),  # inbound | outbound
+    Column("status", String(16), nullable=False),  # received | quarantined | queued | sent | failed
+    Column("queue_id", BigInteger, nullable=True),  # inbound_queue row it came from
+    Column("message_id_header", String(998), nullable=True),
+    Column("in_reply_to", String(998), nullable=True),
+    Column("references", JSONType, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("from_name", Text, nullable=True),
+    Column("from_addr", String(320), nullable=True),
+    Column("to_addrs", JSONType, nullable=False),
+    Column("cc_addrs", JSONType, nullable=False),
+    Column("reply_to", JSONType, nullable=False),
+    Column("mail_from", String(320), nullable=True),
+    Column("rcpt", String(320), nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),  # the Date header
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("raw_key", String(64), nullable=True),  # NULL once retention removed the content
+    Column("text_body", Text, nullable=True),
+    Column("html_body", Text, nullable=True),
+    Column("snippet", Text, nullable=False),
+    Column("headers", JSONType, nullable=False),
+    Column("has_attachments", Boolean, nullable=False),
+    Column("auth", JSONType, nullable=False),
+    Column("signals", JSONType, nullable=False),
+    Column("deleted_content_at", UTCDateTime, nullable=True),
+    UniqueConstraint("queue_id", "mailbox_id"),  # re-driving a queue row never duplicates
+    Index(None, "account_id", "mailbox_id", "seq"),
+    Index(None, "mailbox_id", "message_id_header"),
+    Index(None, "thread_id", "seq"),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("message_id", String(40), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("blob_key", String(64), nullable=True),
+    Column("content_id", String(255), nullable=True),
+    Column("disposition", String(16), nullable=False),
+    Column("deleted_at", UTCDateTime, nullable=True),
+    Index(None, "message_id", "position"),
+)
+
 __all__ = [
     "metadata",
     "accounts",
@@ -153,4 +253,8 @@ __all__ = [
     "alias_targets",
     "catchalls",
     "audit_events",
+    "inbound_queue",
+    "threads",
+    "messages",
+    "attachments",
 ]

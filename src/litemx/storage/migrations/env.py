@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from litemx.storage.schema import metadata
+from litemx.storage.search_objects import include_object
 
 config = context.config
 
@@ -14,6 +15,7 @@ def _run(connection: object) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        include_object=include_object,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies tables.
         compare_type=True,
     )

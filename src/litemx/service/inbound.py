@@ -1,0 +1,187 @@
+"""Inbound mail (SPEC §5): durable acceptance, then processing into mailboxes.
+
+accept() is what `250` waits for: the raw bytes are fsynced into the blob store and a queue
+row is committed. process_due() runs after, in the background worker: parse, SPF/DKIM/DMARC
+verdicts, spam signals, threading, attachments, index, audit — all written in one
+transaction that also marks the queue row done, so a crash at any point either leaves the
+row pending (re-driven later) or fully delivered, never half-stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from litemx import mailauth
+from litemx.core import mime
+from litemx.core.ids import new_id
+from litemx.core.threading import candidate_ids, decide_thread
+from litemx.mailauth import AuthResults
+from litemx.service.base import Infra, ServiceBase
+from litemx.service.principal import Caller, system_caller
+from litemx.service.routing import Route, RoutingService
+from litemx.storage import directory_repo, inbound_repo, messages_repo
+
+log = logging.getLogger("litemx.inbound")
+
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 8
+INTERFACE = {"smtp": "smtp", "simulate": "api", "ses": "api"}
+
+
+class InboundService(ServiceBase):
+    def __init__(self, infra: Infra, routing: RoutingService, resolver: Any):
+        super().__init__(infra)
+        self.routing = routing
+        self.resolver = resolver
+        self.on_accept: Callable[[], None] | None = None  # wakes the worker
+
+    def route_recipient(self, recipient: str) -> Route:
+        return self.routing.resolve(recipient)
+
+    def accept(self, raw: bytes, mail_from: str, routes: Sequence[Route], *, client_ip: str | None = None,
+               helo: str | None = None, source: str = "smtp") -> int:
+        """Store durably and queue; returns the queue id. Only after this returns may SMTP say 250.
+
+        Raises: whatever the blob store or database raise (the caller answers 451).
+        """
+        key = self.infra.blobs.put(raw)
+        recipients = _recipients(routes)
+        now = self.clock.now()
+        with self.db.write() as conn:
+            queue_id = inbound_repo.enqueue(conn, {
+                "received_at": now, "raw_key": key, "size": len(raw), "mail_from": mail_from,
+                "recipients": recipients, "client_ip": client_ip, "helo": helo, "source": source,
+                "status": "pending", "attempts": 0, "next_attempt_at": now})
+        if self.on_accept is not None:
+            self.on_accept()
+        return queue_id
+
+    def release_leases(self) -> int:
+        with self.db.write() as conn:
+            return inbound_repo.release_leases(conn, self.clock.now())
+
+    def process_due(self, limit: int = 20) -> int:
+        """Process up to `limit` due queue rows; returns how many were claimed."""
+        with self.db.write() as conn:
+            rows = inbound_repo.lease_due(conn, self.clock.now(), LEASE, limit)
+        for row in rows:
+            self._process_guarded(row)
+        return len(rows)
+
+    def _process_guarded(self, row: dict[str, Any]) -> None:
+        try:
+            self._process(row)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the queue
+            log.exception("inbound queue row %s failed (attempt %s)", row["id"], row["attempts"] + 1)
+            self._defer(row, f"{type(exc).__name__}: {exc}")
+
+    def _defer(self, row: dict[str, Any], error: str) -> None:
+        now = self.clock.now()
+        with self.db.write() as conn:
+            if row["attempts"] + 1 >= MAX_ATTEMPTS:
+                # The raw message stays in the blob store; the operator can re-queue it.
+                inbound_repo.finish(conn, row["id"], "failed", now, error[:500])
+            else:
+                inbound_repo.retry_later(conn, row["id"], now + timedelta(seconds=30 * 2 ** row["attempts"]), error)
+
+    def _process(self, row: dict[str, Any]) -> None:
+        raw = self.infra.blobs.get(row["raw_key"])
+        parsed = mime.parse_message(raw)
+        auth = mailauth.evaluate(raw, client_ip=row["client_ip"] or "", helo=row["helo"] or "",
+                                 mail_from=row["mail_from"], resolver=self.resolver, now=row["received_at"])
+        author = mailauth.parse_from(raw)
+        blob_keys = [self.infra.blobs.put(a.data) for a in parsed.attachments]
+        with self.db.write() as conn:
+            if not inbound_repo.is_pending(conn, row["id"]):
+                return  # another worker finished it while we were parsing
+            done = messages_repo.delivered_mailboxes(conn, row["id"])
+            for target in row["recipients"]:
+                if target["mailbox_id"] not in done:
+                    self._deliver(conn, row, target, Delivery(raw, parsed, auth, author, blob_keys))
+            inbound_repo.finish(conn, row["id"], "done", self.clock.now())
+
+    def _deliver(self, conn: Connection, row: dict[str, Any], target: dict[str, Any], d: Delivery) -> None:
+        box = directory_repo.mailbox_by_id(conn, target["mailbox_id"])
+        if box is None:
+            return  # deleted between acceptance and processing: nothing to deliver into
+        caller = system_caller(box["account_id"], interface=INTERFACE.get(row["source"], "system"))
+        report = mailauth.assess(d.author, box["address"].rpartition("@")[2], d.parsed.text, d.auth)
+        thread_id = self._thread(conn, box, d.parsed, row["received_at"])
+        message_id = new_id("msg")
+        messages_repo.add_message(conn, _message_row(message_id, row, target, box, thread_id, d, report))
+        messages_repo.add_attachments(conn, _attachment_rows(message_id, d))
+        status = "quarantined" if report.quarantine else "received"
+        self.audit(conn, caller, "inbound.delivered", resource_type="message", resource_id=message_id,
+                   mailbox=box["address"], details={
+                       "status": status, "from": d.parsed.from_.address if d.parsed.from_ else None,
+                       "rcpt": target["rcpt"], "queue_id": row["id"], "spf": d.auth.spf.result,
+                       "dmarc": d.auth.dmarc.result, "signals": [s.code for s in report.signals]})
+
+    def _thread(self, conn: Connection, box: dict[str, Any], parsed: mime.ParsedMessage, at: datetime) -> str:
+        known = messages_repo.threads_by_message_ids(conn, box["id"], candidate_ids(parsed))
+        decision = decide_thread(parsed, received_at=at, thread_of=known,
+                                 thread_by_subject=lambda key, since: messages_repo.thread_by_subject(
+                                     conn, box["id"], key, since))
+        messages_repo.touch_thread(conn, {
+            "id": decision.thread_id, "account_id": box["account_id"], "mailbox_id": box["id"],
+            "mailbox": box["address"], "subject": parsed.subject[:1000], "subject_key": decision.subject_key[:255]},
+            at)
+        return decision.thread_id
+
+    def simulate(self, caller: Caller, raw: bytes, recipients: list[str], mail_from: str = "",
+                 client_ip: str | None = None, helo: str | None = None) -> dict[str, Any]:
+        """The SMTP pipeline without SMTP (admin only; see the HTTP route)."""
+        raise NotImplementedError
+
+
+class Delivery:
+    """What processing computed once per queue row, shared by every recipient mailbox."""
+
+    def __init__(self, raw: bytes, parsed: mime.ParsedMessage, auth: AuthResults, author: Any,
+                 blob_keys: list[str]):
+        self.raw, self.parsed, self.auth, self.author, self.blob_keys = raw, parsed, auth, author, blob_keys
+
+
+def _recipients(routes: Sequence[Route]) -> list[dict[str, str]]:
+    """One entry per distinct mailbox: two RCPTs reaching one mailbox deliver one copy."""
+    seen: dict[str, dict[str, str]] = {}
+    for route in routes:
+        for box in route.mailboxes:
+            seen.setdefault(box["id"], {"rcpt": route.recipient, "mailbox_id": box["id"]})
+    return list(seen.values())
+
+
+def _addr_list(addresses: Sequence[mime.Address]) -> list[dict[str, str]]:
+    return [{"name": a.name, "address": a.address} for a in addresses]
+
+
+def _message_row(message_id: str, row: dict[str, Any], target: dict[str, Any], box: dict[str, Any],
+                 thread_id: str, d: Delivery, report: mailauth.SignalReport) -> dict[str, Any]:
+    p = d.parsed
+    return {
+        "id": message_id, "account_id": box["account_id"], "mailbox_id": box["id"], "mailbox": box["address"],
+        "thread_id": thread_id, "direction": "inbound",
+        "status": "quarantined" if report.quarantine else "received", "queue_id": row["id"],
+        "message_id_header": p.message_id, "in_reply_to": p.in_reply_to, "references": list(p.references),
+        "subject": p.subject, "from_name": p.from_.name if p.from_ else None,
+        "from_addr": p.from_.address if p.from_ else None, "to_addrs": _addr_list(p.to),
+        "cc_addrs": _addr_list(p.cc), "reply_to": _addr_list(p.reply_to), "mail_from": row["mail_from"],
+        "rcpt": target["rcpt"], "sent_at": p.date, "received_at": row["received_at"], "size": row["size"],
+        "raw_key": row["raw_key"], "text_body": p.text, "html_body": p.html, "snippet": mime.snippet(p.text),
+        "headers": [list(h) for h in p.headers], "has_attachments": bool(p.attachments),
+        "auth": {**d.auth.to_dict(), "header": mailauth.render_header(d.auth, "litemx")},
+        "signals": report.to_dict(), "deleted_content_at": None,
+    }
+
+
+def _attachment_rows(message_id: str, d: Delivery) -> list[dict[str, Any]]:
+    return [{"id": new_id("att"), "message_id": message_id, "position": i, "filename": a.filename[:255],
+             "content_type": a.content_type[:255], "size": a.size, "blob_key": key,
+             "content_id": a.content_id[:255] if a.content_id else None, "disposition": a.disposition[:16],
+             "deleted_at": None}
+            for i, (a, key) in enumerate(zip(d.parsed.attachments, d.blob_keys, strict=True))]

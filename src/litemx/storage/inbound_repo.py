@@ -1,0 +1,58 @@
+"""The inbound queue: durable acceptance, leasing for processing, completion."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from litemx.storage.repo import many
+from litemx.storage.schema import inbound_queue as q
+
+
+def enqueue(conn: Connection, values: dict[str, Any]) -> int:
+    return int(conn.execute(insert(q).values(**values).returning(q.c.id)).scalar_one())
+
+
+def lease_due(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
+    """Claim up to `limit` due rows by pushing their next attempt past the lease.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED so concurrent workers (or nodes) never claim the same
+    row; SQLite: the write transaction (BEGIN IMMEDIATE) already serialises workers.
+    """
+    stmt = (select(q).where(q.c.status == "pending", q.c.next_attempt_at <= now)
+            .order_by(q.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = many(conn, stmt)
+    if rows:
+        conn.execute(update(q).where(q.c.id.in_([r["id"] for r in rows]))
+                     .values(next_attempt_at=now + lease, attempts=q.c.attempts + 1))
+    return rows
+
+
+def is_pending(conn: Connection, queue_id: int) -> bool:
+    stmt = select(q.c.status).where(q.c.id == queue_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return conn.execute(stmt).scalar_one_or_none() == "pending"
+
+
+def finish(conn: Connection, queue_id: int, status: str, at: datetime, error: str | None = None) -> None:
+    conn.execute(update(q).where(q.c.id == queue_id).values(status=status, processed_at=at, last_error=error))
+
+
+def retry_later(conn: Connection, queue_id: int, at: datetime, error: str) -> None:
+    conn.execute(update(q).where(q.c.id == queue_id).values(next_attempt_at=at, last_error=error[:500]))
+
+
+def release_leases(conn: Connection, now: datetime) -> int:
+    """At start-up: whatever a dead process had leased is due again now (processing is idempotent)."""
+    result = conn.execute(update(q).where(q.c.status == "pending", q.c.next_attempt_at > now)
+                          .values(next_attempt_at=now))
+    return int(result.rowcount or 0)
+
+
+def pending_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(q).where(q.c.status == "pending")).scalar_one())
