@@ -7,7 +7,9 @@ real malware samples (mail-parser) are only read as bytes by the tests, never ex
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -23,18 +25,24 @@ def sdist(name: str, version: str) -> Path:
     marker = target / ".complete"
     if marker.exists():
         return _root(target)
-    download = CACHE / "downloads"
-    download.mkdir(parents=True, exist_ok=True)
-    archive = _existing_archive(download, name, version) or _pip_download(download, name, version)
-    _unpack(archive, target)
-    marker.touch()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # Test workers run in parallel: one downloads and unpacks, the others wait for it.
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            download = CACHE / "downloads"
+            download.mkdir(parents=True, exist_ok=True)
+            archive = _existing_archive(download, name, version) or _pip_download(download, name, version)
+            shutil.rmtree(target, ignore_errors=True)
+            _unpack(archive, target)
+            marker.touch()
     return _root(target)
 
 
 def _pip_download(download: Path, name: str, version: str) -> Path:
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-         "--no-build-isolation", "-d", str(download), f"{name}=={version}"],
+         "-d", str(download), f"{name}=={version}"],
         check=True, timeout=300,
     )
     found = _existing_archive(download, name, version)

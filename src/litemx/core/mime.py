@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy
-from email.generator import BytesGenerator
+from email.generator import BytesGenerator, Generator
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
-from io import BytesIO
+from io import BytesIO, StringIO
 from itertools import islice
 from typing import NamedTuple, TypeVar
 
@@ -540,10 +540,17 @@ def _message_attachment(part: Message, index: int, linesep: str) -> Attachment:
 
 def _flatten(msg: Message, linesep: str) -> bytes:
     """Re-serialise a parsed message; headers are written back as received (no refolding)."""
-    buffer = BytesIO()
     out_policy = policy.default.clone(linesep=linesep, max_line_length=None)
-    BytesGenerator(buffer, mangle_from_=False, policy=out_policy).flatten(msg)
-    return buffer.getvalue()
+    buffer = BytesIO()
+    try:
+        BytesGenerator(buffer, mangle_from_=False, policy=out_policy).flatten(msg)
+        return buffer.getvalue()
+    except UnicodeEncodeError:
+        # stdlib quirk: for a multipart whose boundary never appears, BytesGenerator writes
+        # get_payload(), in which 8-bit bytes are already U+FFFD; the text generator copes.
+        text = StringIO()
+        Generator(text, mangle_from_=False, policy=out_policy).flatten(msg)
+        return text.getvalue().encode("utf-8", "surrogateescape")
 
 
 def _attachment(part: Message, filename: str, ctype: str, data: bytes) -> Attachment:

@@ -3,6 +3,9 @@
 Input is what SPF and DKIM already found; DMARC adds policy discovery (§6.6.3), identifier
 alignment (§3.1) and the policy to apply (§6.3, §6.6.4). Every outcome is a DmarcResult; the
 only lookups are TXT at `_dmarc.<domain>` and, for `np`, A/AAAA/MX existence checks.
+
+Not implemented: RFC 9091 §3's fallback to a public suffix's own record (`_dmarc.gov`), which
+needs a list of participating PSDs, and DMARCbis's DNS tree walk; reports (rua/ruf) are not sent.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 (RFC 7208 §5.5, §7.3) also need PTR, so mailauth asks for `AuthResolver`, which adds one
 method. Nothing here needs the type-99 SPF record: RFC 7208 §3.1 retired it.
 
-Error contract every implementation must follow (the real one lives in adapters/dns_resolver.py):
+Error contract every implementation must follow (adapters/dns_resolver.DnsResolver does: its
+DnsError is an Unavailable):
 - NXDOMAIN and NODATA both answer `[]`; mailauth never needs to tell them apart (RFC 9091 §2.1
   defines a non-existent domain by empty A, AAAA and MX answers, whichever the reason).
 - An answer that could not be obtained (timeout, SERVFAIL, REFUSED, no reachable server) raises

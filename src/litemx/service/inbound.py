@@ -173,7 +173,7 @@ def _message_row(message_id: str, row: dict[str, Any], target: dict[str, Any], b
         "cc_addrs": _addr_list(p.cc), "reply_to": _addr_list(p.reply_to), "mail_from": row["mail_from"],
         "rcpt": target["rcpt"], "sent_at": p.date, "received_at": row["received_at"], "size": row["size"],
         "raw_key": row["raw_key"], "text_body": p.text, "html_body": p.html, "snippet": mime.snippet(p.text),
-        "headers": [list(h) for h in p.headers], "has_attachments": bool(p.attachments),
+        "headers": [list(h) for h in p.headers], "has_attachments": p.has_attachments,
         "auth": {**d.auth.to_dict(), "header": mailauth.render_header(d.auth, "litemx")},
         "signals": report.to_dict(), "deleted_content_at": None,
     }
