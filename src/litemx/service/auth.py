@@ -10,7 +10,7 @@ from litemx.core.ids import new_id
 from litemx.core.plans import PLANS
 from litemx.core.scopes import ALL_MAILBOXES, ALL_SCOPES
 from litemx.errors import Forbidden, Unauthorized, invalid_field
-from litemx.service.base import ServiceBase
+from litemx.service.base import ServiceBase, event_row
 from litemx.service.principal import Caller, Principal
 from litemx.storage import audit_repo, tokens_repo
 
@@ -79,13 +79,11 @@ class AuthService(ServiceBase):
                             ip: str | None, user_agent: str | None, reason: str) -> None:
         p = caller.principal if caller else None
         with self.db.write() as conn:
-            audit_repo.append(conn, {
-                "at": self.clock.now(), "account_id": account_id, "actor_type": "token" if p else "anonymous",
-                "actor_id": p.token_id if p else None, "actor_name": p.name if p else None, "interface": interface,
-                "action": "auth.denied", "resource_type": "token", "resource_id": p.token_id if p else None,
-                "mailbox": None, "outcome": "denied", "ip": ip, "user_agent": (user_agent or "")[:300] or None,
-                "details": {"reason": reason},
-            })
+            audit_repo.append(conn, event_row(
+                at=self.clock.now(), account_id=account_id, actor_type="token" if p else "anonymous",
+                actor_id=p.token_id if p else None, actor_name=p.name if p else None, interface=interface,
+                action="auth.denied", outcome="denied", resource_type="token",
+                resource_id=p.token_id if p else None, ip=ip, user_agent=user_agent, details={"reason": reason}))
 
 
 def _unusable_reason(row: dict[str, Any], now: datetime) -> str | None:
@@ -105,6 +103,6 @@ def _principal(row: dict[str, Any], account: dict[str, Any]) -> Principal:
 
 def _operator_event(at: datetime, account_id: str, action: str, resource_id: str,
                     details: dict[str, Any]) -> dict[str, Any]:
-    return {"at": at, "account_id": account_id, "actor_type": "operator", "actor_id": None, "actor_name": "operator",
-            "interface": "cli", "action": action, "resource_type": "account", "resource_id": resource_id,
-            "mailbox": None, "outcome": "ok", "ip": None, "user_agent": None, "details": details}
+    return event_row(at=at, account_id=account_id, actor_type="operator", actor_id=None, actor_name="operator",
+                     interface="cli", action=action, resource_type="account", resource_id=resource_id,
+                     details=details)

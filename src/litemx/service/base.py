@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection
@@ -36,6 +37,18 @@ class Infra:
     db: Database
     blobs: BlobStore
     clock: Clock
+
+
+def event_row(*, at: datetime, account_id: str | None, actor_type: str, actor_id: str | None,
+              actor_name: str | None, interface: str, action: str, outcome: str = "ok",
+              resource_type: str | None = None, resource_id: str | None = None, mailbox: str | None = None,
+              ip: str | None = None, user_agent: str | None = None,
+              details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One audit row (SPEC §9). The only place its shape is spelled out."""
+    return {"at": at, "account_id": account_id, "actor_type": actor_type, "actor_id": actor_id,
+            "actor_name": actor_name, "interface": interface, "action": action, "resource_type": resource_type,
+            "resource_id": resource_id, "mailbox": mailbox, "outcome": outcome, "ip": ip,
+            "user_agent": (user_agent or "")[:300] or None, "details": details or {}}
 
 
 def outcome_of(error: LitemxError) -> str:
@@ -66,12 +79,11 @@ class ServiceBase:
     ) -> None:
         """Append one event in the caller's transaction (SPEC §9 fields)."""
         p = caller.principal
-        audit_repo.append(conn, {
-            "at": self.clock.now(), "account_id": p.account_id, "actor_type": p.kind, "actor_id": p.token_id,
-            "actor_name": p.name, "interface": caller.interface, "action": action, "resource_type": resource_type,
-            "resource_id": resource_id, "mailbox": mailbox, "outcome": outcome, "ip": caller.ip,
-            "user_agent": (caller.user_agent or "")[:300] or None, "details": details or {},
-        })
+        audit_repo.append(conn, event_row(
+            at=self.clock.now(), account_id=p.account_id, actor_type=p.kind, actor_id=p.token_id,
+            actor_name=p.name, interface=caller.interface, action=action, outcome=outcome,
+            resource_type=resource_type, resource_id=resource_id, mailbox=mailbox, ip=caller.ip,
+            user_agent=caller.user_agent, details=details))
 
     def require_mailbox(self, caller: Caller, address: str) -> None:
         """A mailbox outside the caller's grants is reported exactly like a missing one (SPEC §3).
