@@ -94,8 +94,3 @@ def test_login_saves_a_private_config_the_next_command_uses(cli, live_url, tenan
     path = Path(tmp_path / "config" / "litemx" / "config.json")
     assert path.stat().st_mode & 0o777 == 0o600
     assert cli("whoami", "--json").exit_code == 0
-
-
-def test_routes_not_yet_available_say_so_with_their_own_code(cli):
-    out = cli("messages", "list")
-    assert out.exit_code == 10 and "not_implemented" in out.stderr

@@ -99,7 +99,8 @@ def test_every_operation_has_a_scope_rule_and_an_audit_decision(op):
 
 def _service_methods(services: Services) -> dict[str, object]:
     found: dict[str, object] = {}
-    for name in ("auth", "directory", "routing", "tokens", "system"):
+    for name in ("auth", "directory", "routing", "tokens", "system", "domains_dns", "messages", "inbound",
+                 "retention", "abuse", "drafts", "sending", "bounces"):
         for _, method in inspect.getmembers(getattr(services, name), inspect.ismethod):
             op = getattr(method, "operation", None)
             if op is not None:

@@ -21,7 +21,7 @@ from tests.support.live import free_port
 LITEMX = [sys.executable, "-m", "litemx.adapters.cli"]
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "server exited early"
@@ -48,7 +48,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path, database_url
         me = httpx.get(url + "/api/bootstrap", headers={"Authorization": f"Bearer {created['token']}"}).json()
         assert me["account"]["name"] == "Acme" and me["token"]["admin"] is True
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=20)
+        output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

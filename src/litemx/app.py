@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from litemx.adapters.dns_resolver import DnsResolver
+from litemx.adapters.outbound import build_transport
 from litemx.errors import InvalidRequest
 from litemx.ports import BlobStore, Clock, SystemClock
+from litemx.service.abuse import AbuseService
 from litemx.service.auth import AuthService
 from litemx.service.base import Infra
+from litemx.service.bounces import BounceService
+from litemx.service.delivery import OutboundService
 from litemx.service.directory import DirectoryService
+from litemx.service.domains_dns import DomainDnsService
+from litemx.service.drafts import DraftService
 from litemx.service.inbound import InboundService
+from litemx.service.messages import MessageService
+from litemx.service.retention import RetentionService
 from litemx.service.routing import RoutingService
+from litemx.service.sending import SendService
 from litemx.service.system import SystemService
 from litemx.service.tokens import TokenService
 from litemx.settings import Settings
@@ -30,6 +39,29 @@ class Services:
     tokens: TokenService
     system: SystemService
     inbound: InboundService
+    domains_dns: DomainDnsService
+    messages: MessageService
+    # Built from the fields above (no constructor argument), so wiring them adds no churn to build_services.
+    retention: RetentionService = field(init=False)
+    abuse: AbuseService = field(init=False)
+    drafts: DraftService = field(init=False)
+    sending: SendService = field(init=False)
+    bounces: BounceService = field(init=False)
+    outbound: OutboundService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.retention = RetentionService(self.infra, self.directory)
+        self.abuse = AbuseService(self.infra, self.directory)
+        self._wire_sending()
+
+    def _wire_sending(self) -> None:
+        """Drafts, sends, the outbound queue and bounces (SPEC §6). Raises: InvalidRequest (outbound)."""
+        self.drafts = DraftService(self.infra, self.directory)
+        self.sending = SendService(self.infra, self.domains_dns.private_key_for_signing)
+        self.bounces = BounceService(self.infra)
+        self.inbound.on_bounce = self.bounces.handle_inbound  # DSN / ARF mail to MAIL FROM addresses
+        transport = build_transport(self.infra.settings, self.inbound.resolver)
+        self.outbound = OutboundService(self.infra, transport, self.bounces)
 
     def close(self) -> None:
         self.infra.db.dispose()
@@ -41,6 +73,10 @@ def build_blob_store(settings: Settings) -> BlobStore:
         return FileBlobStore(settings.data_dir / "blobs")
     if settings.blob_url.startswith("file://"):
         return FileBlobStore(settings.blob_url.removeprefix("file://"))
+    if settings.blob_url.startswith("s3://"):
+        from litemx.storage.s3 import S3BlobStore  # boto3 loads only when an S3 store is configured
+
+        return S3BlobStore.from_url(settings.blob_url, settings.s3_endpoint or None)
     raise InvalidRequest(f"unsupported blob URL {settings.blob_url!r}", {"field": "blob_url"})
 
 
@@ -54,5 +90,7 @@ def build_services(settings: Settings, clock: Clock | None = None, migrate: bool
     directory = DirectoryService(infra)
     routing = RoutingService(infra, directory)
     resolver = DnsResolver.from_settings(settings)
+    domains_dns = DomainDnsService(infra, directory, resolver)
+    directory.on_domain_created = domains_dns.provision_keys  # DKIM keys in the domain's own transaction
     return Services(infra, auth, directory, routing, TokenService(infra, auth), SystemService(infra),
-                    InboundService(infra, routing, resolver))
+                    InboundService(infra, routing, resolver), domains_dns, MessageService(infra, directory))

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import uvicorn
 
 from litemx.adapters.http.app import create_app
-from litemx.adapters.smtp import start_smtp
+from litemx.adapters.smtp import start_mx
 from litemx.app import Services, build_services
 from litemx.settings import Settings
-from litemx.workers import InboundWorker
+from litemx.workers import DnsRecheckWorker, InboundWorker, OutboundWorker, RetentionWorker
 
 log = logging.getLogger("litemx")
 
@@ -45,16 +45,23 @@ async def _serve(settings: Settings, services: Services) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    smtp = await start_smtp(settings, services.inbound)
-    worker = asyncio.create_task(InboundWorker(services).run())
+    smtp = await start_mx(settings, services.inbound)
+    # LITEMX_INBOUND_WORKER=0: accept and queue only; a later start (or another node) delivers.
+    worker = asyncio.create_task(InboundWorker(services).run()) if settings.inbound_worker else None
+    recheck = asyncio.create_task(DnsRecheckWorker(services).run())
+    retention = asyncio.create_task(RetentionWorker(services).run())
+    outbound = asyncio.create_task(OutboundWorker(services).run()) if settings.outbound_worker else None  # noqa: F841
     task = asyncio.create_task(server.serve())
-    log.info("litemx serving HTTP on http://%s:%d, SMTP on %s (data: %s)", host, port, settings.smtp,
+    log.info("litemx serving HTTP on http://%s:%d, SMTP on %s%s%s (data: %s)", host, port, settings.smtp,
+             " with STARTTLS" if settings.tls_cert else "", "" if worker else ", inbound worker off",
              settings.data_dir)
     await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     # Stop taking mail first; what was acknowledged is already durable and is re-driven on start.
-    smtp.close()
-    await smtp.wait_closed()
-    worker.cancel()
+    await smtp.aclose()
+    if worker is not None:
+        worker.cancel()
+    recheck.cancel()
+    retention.cancel()
     server.should_exit = True
     await task
     log.info("litemx stopped")

@@ -30,6 +30,37 @@ class Settings:
     secret_key: str = _help("Key that encrypts DKIM private keys at rest; default a file in the data dir.", "LITEMX_SECRET_KEY", "")
     max_message_bytes: int = _help("Largest inbound message accepted (SMTP SIZE).", "LITEMX_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     log_level: str = _help("Python logging level.", "LITEMX_LOG_LEVEL", "INFO")
+    # The MX listener (SPEC §5). STARTTLS is offered only when both TLS files are set.
+    tls_cert: str = _help("PEM certificate chain for SMTP STARTTLS (RFC 3207).", "LITEMX_TLS_CERT", "")
+    tls_key: str = _help("PEM private key of tls_cert.", "LITEMX_TLS_KEY", "")
+    smtp_max_connections: int = _help("Concurrent SMTP sessions; one more is answered 421 and closed.",
+                                      "LITEMX_SMTP_MAX_CONNECTIONS", 100)
+    smtp_idle_timeout: int = _help("Seconds an SMTP client may stay silent before 421 and close "
+                                   "(RFC 5321 §4.5.3.2).", "LITEMX_SMTP_IDLE_TIMEOUT", 300)
+    smtp_max_commands: int = _help("Per-session budget of each SMTP command (MAIL, RCPT, ...); over it: 421.",
+                                   "LITEMX_SMTP_MAX_COMMANDS", 1000)
+    smtp_max_rejected_recipients: int = _help("Refused RCPTs per session before 421 and close (bounds "
+                                              "address probing and its audit rows).",
+                                              "LITEMX_SMTP_MAX_REJECTED_RECIPIENTS", 20)
+    inbound_worker: bool = _help("`serve` processes the inbound queue; 0 accepts and queues only (operations, "
+                                 "tests).", "LITEMX_INBOUND_WORKER", True)
+    dkim_ed25519: bool = _help("Also generate an Ed25519 DKIM key per domain (RFC 8463 dual signing), "
+                               "published beside the RSA key; 1/true/yes/on to enable.", "LITEMX_DKIM_ED25519", False)
+    dns_recheck_seconds: int = _help("Seconds between background re-checks of every domain's DNS records "
+                                     "(0 turns the re-check off).", "LITEMX_DNS_RECHECK_SECONDS", 3600)
+    # Outbound delivery (SPEC §6): the transport is `outbound` above.
+    outbound_timeout: int = _help("Seconds an outbound SMTP connection or command may take.",
+                                  "LITEMX_OUTBOUND_TIMEOUT", 60)
+    outbound_worker: bool = _help("`serve` delivers queued outbound mail; 0 queues only (operations, tests).",
+                                  "LITEMX_OUTBOUND_WORKER", True)
+    ses_region: str = _help("AWS region for outbound=ses (default: the AWS SDK's own configuration).",
+                            "LITEMX_SES_REGION", "")
+    ses_endpoint: str = _help("SES endpoint URL override (an SES-compatible test endpoint).", "LITEMX_SES_ENDPOINT", "")
+    ses_configuration_set: str = _help("SES configuration set whose event destinations publish bounces and "
+                                       "complaints.", "LITEMX_SES_CONFIGURATION_SET", "")
+    # Retention (SPEC §10): the scheduled cleanup; one node at a time runs it (a job lock).
+    retention_interval_seconds: int = _help("Seconds between scheduled retention cleanups across the cluster "
+                                            "(0 turns the schedule off).", "LITEMX_RETENTION_INTERVAL_SECONDS", 86400)
 
     @property
     def resolved_database_url(self) -> str:
@@ -82,11 +113,25 @@ def _coerce(name: str, type_name: Any, value: Any) -> Any:
             return Path(value)
         if t == "int":
             return int(value)
+        if t == "bool":
+            return _boolean(value)
         if t.startswith("tuple"):
             return tuple(v.strip() for v in value.split(",") if v.strip())
     except ValueError:
         raise InvalidRequest(f"setting {name} has an invalid value {value!r}", {"field": name}) from None
     return value
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _boolean(value: str) -> bool:
+    """An environment flag. Raises: ValueError for anything but 1/0, true/false, yes/no, on/off."""
+    text = value.strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(value)
 
 
 def split_host_port(value: str, name: str) -> tuple[str, int]:

@@ -139,9 +139,10 @@ class LoopbackDnsServer:
             self._resolver.records[_key(name)] = kept
 
     def load(self, zones: Mapping[str, Iterable[RecordSpec]]) -> None:
-        """Replace the whole zone data."""
+        """Replace the whole zone data and forget every SERVFAIL set with fail()."""
         with self._resolver.lock:
             self._resolver.records = {_key(n): list(r) for n, r in zones.items()}
+            self._resolver.failing.clear()
 
     def fail(self, name: str, failing: bool = True) -> None:
         """Answer SERVFAIL for name (or stop doing so)."""

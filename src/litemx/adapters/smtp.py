@@ -1,21 +1,43 @@
-"""The MX listener (SPEC §5) on aiosmtpd: the handler hooks are the whole SMTP seam.
+"""The MX listener (SPEC §5) on aiosmtpd 1.4: the handler hooks are the SMTP seam.
 
-RCPT is decided at SMTP time by the routing service; DATA answers `250` only after the
-inbound service has durably stored the message. Database work runs in the default executor so
-the event loop keeps serving other sessions. Replies follow RFC 5321 §4.2 with RFC 3463
-enhanced status codes.
+RCPT is decided at SMTP time by the routing service; DATA answers `250` only after
+InboundService.accept has made the message durable (blob fsynced, queue row committed).
+Database work runs in the default executor so the event loop keeps serving other sessions.
+
+`MxSMTP` adapts aiosmtpd where an Internet-facing MX needs more than its defaults:
+
+- a cap on concurrent sessions (`421 4.7.0`), and an idle timeout that says `421 4.4.2`
+  before it closes (RFC 5321 §4.5.3.2, §3.8);
+- a DATA reader that is liberal about content — lines over 998 octets, bare LF and NUL are
+  stored as sent, the parser copes — strict about framing — only CRLF.CRLF ends the data
+  (RFC 5321 §4.1.1.4), so bare-LF "smuggling" variants stay message content — and holds at most
+  the size limit in memory whatever the client sends (RFC 1870, `552 5.3.4`);
+- an RFC 3463 enhanced status code on every reply, so ENHANCEDSTATUSCODES (RFC 2034) is true;
+- no AUTH: this is an MX, not a submission server (sending goes through the API);
+- a `Received:` trace header (RFC 5321 §4.4) prepended to every stored message;
+- a per-session limit of refused recipients (`421 4.7.0`), which bounds address probing and
+  the `inbound.rejected` audit rows one connection can cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
+import re
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from litemx.core.ids import new_id
+from litemx.errors import InvalidRequest
 from litemx.service.inbound import InboundService
 from litemx.service.routing import Route
 from litemx.settings import Settings
@@ -23,7 +45,14 @@ from litemx.settings import Settings
 log = logging.getLogger("litemx.smtp")
 
 MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must accept at least 100
+MAX_PATH = 256  # RFC 5321 §4.5.3.1.3: reverse-path and forward-path, in octets
+SHUTDOWN_GRACE = 10.0  # seconds a session storing a message may take to get its reply
+
 TEMPFAIL = "451 4.3.0 Temporary local problem, please try again later"
+TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"  # RFC 1870 §6.3
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"  # RFC 5321 §4.5.3.1.10: client retries the rest
+TOO_MANY_REJECTED = "421 4.7.0 Too many rejected recipients, closing connection"
+NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII address requires SMTPUTF8"  # RFC 6531 §3.7.4.1
 
 # The one SMTP reply table for routing refusals.
 REJECT_REPLIES: dict[str, str] = {
@@ -34,11 +63,257 @@ REJECT_REPLIES: dict[str, str] = {
     "domain_disabled": "550 5.7.1 Domain disabled, not accepting messages",
 }
 
+# RFC 3463 codes for the replies aiosmtpd writes itself without one (RFC 2034 §3: with
+# ENHANCEDSTATUSCODES every 2xx/4xx/5xx reply but the greeting and HELO/EHLO carries one).
+_ENHANCED: dict[str, str] = {
+    "421": "4.7.0", "451": "4.3.0", "452": "4.5.3", "454": "4.7.0", "500": "5.5.2", "501": "5.5.4",
+    "502": "5.5.1", "503": "5.5.1", "504": "5.5.4", "530": "5.7.0", "538": "5.7.11", "552": "5.3.4",
+    "553": "5.1.3", "554": "5.7.0", "555": "5.5.4",
+}
+_HAS_ENHANCED = re.compile(r"[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+
+
+def with_enhanced_code(reply: str) -> str:
+    """Insert an RFC 3463 code into a 2xx/4xx/5xx reply that lacks one; others pass unchanged."""
+    if len(reply) < 4 or reply[0] not in "245" or _HAS_ENHANCED.match(reply):
+        return reply
+    code, sep, text = reply[:3], reply[3], reply[4:]
+    return f"{code}{sep}{_ENHANCED.get(code, code[0] + '.0.0')} {text}".rstrip()
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class SessionGate:
+    """The live sessions of one listener: the connection cap, and ending them at shutdown."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.sessions: set[MxSMTP] = set()
+        self._emptied: asyncio.Event | None = None
+
+    def admit(self, session: MxSMTP) -> bool:
+        if len(self.sessions) >= self.limit:
+            return False
+        self.sessions.add(session)
+        return True
+
+    def release(self, session: MxSMTP) -> None:
+        self.sessions.discard(session)
+        if not self.sessions and self._emptied is not None:
+            self._emptied.set()
+
+    async def drain(self, grace: float) -> None:
+        """End every session: idle ones at once, ones storing a message after their reply."""
+        self._emptied = asyncio.Event()
+        for session in list(self.sessions):
+            session.shut_down()
+        if self.sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), grace)
+        for session in list(self.sessions):
+            session.say_goodbye(session.shutdown_reply)
+
+
+class MxEnvelope(Envelope):
+    """aiosmtpd's envelope plus the routing decision of each accepted RCPT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.routes: list[Route] = []
+
+
+class MxSMTP(SMTP):
+    """aiosmtpd's protocol with the MX behaviour described in the module docstring."""
+
+    def __init__(self, handler: MxHandler, gate: SessionGate, *, max_rejected: int, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        # aiosmtpd keeps command_size_limits on the class and every EHLO of every session
+        # grows it; an instance dict keeps each session's limits its own.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self.gate = gate
+        self.max_rejected = max_rejected
+        self.rejected_recipients = 0
+        self.admitted = False  # counted by the gate (a refused connection never is)
+        self.greeted = False
+        self.verbatim = False  # HELO/EHLO answers carry no enhanced code (RFC 2034 §3)
+        self.busy = False  # the DATA hook is storing a message
+        self.closing = False  # the server is stopping: close after the current reply
+        self.last_touch = 0.0
+        self.shutdown_reply = f"421 4.3.2 {self.hostname} Service shutting down"
+
+    # -- connection lifecycle -----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None:  # a new connection, not the STARTTLS re-entry
+            if not self.gate.admit(self):
+                # RFC 5321 §3.1: a server that cannot take the session answers 421 and closes.
+                _write_and_close(transport, f"421 4.7.0 {self.hostname} Too many connections, try again later")
+                return
+            self.admitted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self.admitted:
+            return  # refused at the door: aiosmtpd set nothing up to tear down
+        self.gate.release(self)
+        super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        if self.transport is None:
+            return  # the connection ended while the timer was armed
+        # RFC 5321 §4.5.3.2 lets a server drop a silent client; §3.8 says to answer 421 first.
+        self.say_goodbye(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
+
+    def shut_down(self) -> None:
+        self.closing = True
+        if not self.busy:
+            self.say_goodbye(self.shutdown_reply)
+
+    def say_goodbye(self, reply: str) -> None:
+        """Write a final reply and close, outside the command loop (timer, shutdown)."""
+        if self.transport is not None and not self.transport.is_closing():
+            _write_and_close(self.transport, reply)
+
+    def _touch(self) -> None:
+        """Re-arm the idle timer while DATA flows, at most a few times per timeout period."""
+        now = self.loop.time()
+        if now - self.last_touch >= min(1.0, self._timeout_duration / 4):
+            self.last_touch = now
+            self._reset_timeout()
+
+    # -- replies --------------------------------------------------------------------------
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = self._enhance(status)
+        await super().push(status)
+
+    def _enhance(self, reply: str) -> str:
+        if not self.greeted:  # the 220 greeting is exempt (RFC 2034 §3)
+            self.greeted = True
+            return reply
+        return reply if self.verbatim else with_enhanced_code(reply)
+
+    def _create_envelope(self) -> MxEnvelope:
+        return MxEnvelope()
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if self.transport is None or self.transport.is_closing():
+            # Closed by a limit, the timer or shutdown: pipelined commands still in the buffer
+            # must not reach the database. This reply is never delivered.
+            return "421 4.3.0 Session closing"
+        return await super()._call_handler_hook(command, *args)
+
+    # -- commands -------------------------------------------------------------------------
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self.verbatim = bool(hostname)
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self.verbatim = False
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self.verbatim = bool(hostname)
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self.verbatim = False
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        await self.push("502 5.5.1 AUTH not available: this is an MX, not a submission server")
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        await super().smtp_RCPT(arg)
+        if self.rejected_recipients >= self.max_rejected and self.transport is not None:
+            # Like Postfix's hard error limit: a client probing addresses is cut off.
+            await self.push(TOO_MANY_REJECTED)
+            self.transport.close()
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content = await self._read_data()
+        if content is None:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(TOO_BIG)  # RFC 5321 §4.2.5: the reply waits for the end of the data
+            return
+        self.envelope.content = self.envelope.original_content = content
+        await self.push(await self._store())
+        if self.closing:
+            self.say_goodbye(self.shutdown_reply)
+
+    async def _store(self) -> str:
+        """Run the DATA hook with the idle timer stopped: this wait is ours, not the client's.
+
+        An exception goes on to aiosmtpd's guard, which answers through handle_exception (451).
+        """
+        self.busy = True
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        try:
+            return cast(str, await self._call_handler_hook("DATA"))
+        finally:
+            self.busy = False
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            if self.transport is not None:
+                self._reset_timeout()
+
+    async def _read_data(self) -> bytes | None:
+        """The DATA payload with dot-stuffing undone (RFC 5321 §4.5.2); None when too big.
+
+        Past the size limit the rest is read and dropped, so memory stays bounded.
+        """
+        limit = self.data_size_limit or 0
+        body = bytearray()
+        size = 0
+        at_line_start = True
+        self.last_touch = self.loop.time()
+        while True:
+            chunk = await self._read_chunk()
+            self._touch()
+            if at_line_start and chunk == b".\r\n":
+                break
+            if at_line_start and chunk[:1] == b".":
+                chunk = chunk[1:]
+            at_line_start = chunk.endswith(b"\r\n")
+            size += len(chunk)
+            if not limit or size <= limit:
+                body += chunk
+            elif body:
+                body.clear()
+        return bytes(body) if not limit or size <= limit else None
+
+    async def _read_chunk(self) -> bytes:
+        """One CRLF-terminated line, or a piece of a line longer than the reader's buffer limit."""
+        try:
+            return await self._reader.readuntil(b"\r\n")
+        except asyncio.LimitOverrunError as overrun:
+            return await self._reader.read(overrun.consumed)
+        except asyncio.IncompleteReadError:
+            raise ConnectionResetError("connection closed during DATA") from None
+
+
+def _write_and_close(transport: asyncio.BaseTransport, reply: str) -> None:
+    writer = cast(asyncio.WriteTransport, transport)
+    writer.write(reply.encode("ascii") + b"\r\n")
+    writer.close()  # flushes what was written, then closes
+
+
+# --------------------------------------------------------------------------- handler
+
 
 class MxHandler:
-    def __init__(self, inbound: InboundService, max_bytes: int):
+    """The hooks: envelope checks, routing, durable acceptance."""
+
+    def __init__(self, inbound: InboundService):
         self.inbound = inbound
-        self.max_bytes = max_bytes
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
@@ -46,41 +321,50 @@ class MxHandler:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
-        # aiosmtpd reads commands one by one from the stream, so pipelined clients are served
-        # correctly (RFC 2920); advertise it so clients save round trips.
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return ehlo_lines(responses)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
-        declared = _size_param(mail_options)
-        if declared is not None and declared > self.max_bytes:
-            return "552 5.3.4 Message size exceeds fixed maximum message size"  # RFC 1870 §6.1
-        envelope.mail_from = address
+        # aiosmtpd has already refused a SIZE= over the limit (552, RFC 1870 §6.1).
+        problem = _path_problem(address, envelope.smtp_utf8, "5.1.7", "sender")
+        if problem is not None:
+            return problem
+        envelope.mail_from = address  # "<>" for the null reverse-path; see reverse_path()
         envelope.mail_options.extend(mail_options)
-        envelope.routes = []  # type: ignore[attr-defined]
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        mx_envelope = cast(MxEnvelope, envelope)
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return "452 4.5.3 Too many recipients"  # the client sends the rest in a new transaction
-        route: Route = await self._run(self.inbound.route_recipient, address)
+            return TOO_MANY_RECIPIENTS
+        problem = _path_problem(address, envelope.smtp_utf8, "5.1.3", "recipient")
+        if problem is not None:
+            return problem
+        route: Route = await self._run(self.inbound.route_recipient, address, client_ip=peer_ip(session),
+                                     audit=True)
         if not route.accepted:
+            cast(MxSMTP, server).rejected_recipients += 1
             return REJECT_REPLIES.get(route.reject or "", "550 5.1.1 Recipient address rejected")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        envelope.routes.append(route)  # type: ignore[attr-defined]
+        mx_envelope.routes.append(route)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        if len(raw) > self.max_bytes:
-            return "552 5.3.4 Message size exceeds fixed maximum message size"
-        peer = session.peer[0] if isinstance(session.peer, tuple) else None
-        queue_id = await self._run(self.inbound.accept, raw, envelope.mail_from or "",
-                                   list(getattr(envelope, "routes", [])), client_ip=peer,
+        txid = new_id("tx")
+        trace = received_header(Trace(
+            helo=session.host_name, client_ip=peer_ip(session), hostname=server.hostname,
+            protocol=trace_protocol(session.extended_smtp, envelope.smtp_utf8, session.ssl is not None),
+            txid=txid, recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
+            at=self.inbound.clock.now()), eol_of(raw))
+        queue_id = await self._run(self.inbound.accept, trace + raw, reverse_path(envelope.mail_from),
+                                   list(cast(MxEnvelope, envelope).routes), client_ip=peer_ip(session),
                                    helo=session.host_name, source="smtp")
-        return f"250 2.0.0 OK queued as {queue_id}"
+        log.info("accepted %s as queue %s: %d bytes for %d recipient(s) from %s", txid, queue_id, len(raw),
+                 len(envelope.rcpt_tos), peer_ip(session))
+        return f"250 2.0.0 OK id={txid} queued as {queue_id}"
 
     async def handle_exception(self, error: Exception) -> str:
         # Never an exception text to the peer: log it, and ask the sender to retry (SPEC §5).
@@ -88,26 +372,152 @@ class MxHandler:
         return TEMPFAIL
 
 
-def _size_param(options: list[str]) -> int | None:
-    for option in options:
-        key, _, value = option.partition("=")
-        if key.upper() == "SIZE" and value.isdigit():
-            return int(value)
+def ehlo_lines(responses: list[str]) -> list[str]:
+    """aiosmtpd's EHLO answer (SIZE, 8BITMIME, SMTPUTF8, STARTTLS when configured) without AUTH
+    and HELP, plus PIPELINING — commands are read one by one from the stream, so pipelined
+    clients are served correctly (RFC 2920) — and ENHANCEDSTATUSCODES (RFC 2034)."""
+    greeting, *offered = (line[4:] for line in responses)
+    keywords = [k for k in offered if k.split(" ")[0] not in ("AUTH", "HELP")]
+    lines = [greeting, *keywords, "PIPELINING", "ENHANCEDSTATUSCODES"]
+    return [f"250{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines)]
+
+
+def _path_problem(address: str, smtputf8: bool, code: str, role: str) -> str | None:
+    """A reply for a path LiteMX cannot take, or None when it is fine to route."""
+    try:
+        octets = len(address.encode("utf-8"))
+    except UnicodeEncodeError:  # aiosmtpd kept undecodable bytes as surrogates
+        return f"501 {code} Bad {role} address syntax"
+    if octets > MAX_PATH:
+        return f"501 {code} Path too long"  # RFC 5321 §4.5.3.1.10
+    if not address.isascii() and not smtputf8:
+        return NEEDS_SMTPUTF8
     return None
 
 
-def smtp_factory(settings: Settings, inbound: InboundService) -> Callable[[], SMTP]:
-    handler = MxHandler(inbound, settings.max_message_bytes)
+def peer_ip(session: Session) -> str | None:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
-    def make() -> SMTP:
-        return SMTP(handler, data_size_limit=settings.max_message_bytes, enable_SMTPUTF8=True,
-                    decode_data=False, hostname=settings.hostname, ident="LiteMX ESMTP",
-                    timeout=300, command_call_limit=1000)
+
+def reverse_path(mail_from: str | None) -> str:
+    """The stored reverse-path: '' for the null sender `<>` (bounces, RFC 5321 §4.5.5)."""
+    return "" if not mail_from or mail_from == "<>" else mail_from
+
+
+# --------------------------------------------------------------------------- trace header
+
+
+@dataclass(frozen=True)
+class Trace:
+    helo: str | None
+    client_ip: str | None
+    hostname: str
+    protocol: str
+    txid: str
+    recipient: str | None  # named only for a single recipient (RFC 5321 §7.6)
+    at: datetime
+
+
+def trace_protocol(extended: bool, smtputf8: bool, tls: bool) -> str:
+    """The `with` keyword: RFC 3848 (SMTP, ESMTP, ESMTPS) and RFC 6531 §3.7.3 (UTF8SMTP[S])."""
+    base = "UTF8SMTP" if smtputf8 else "ESMTP" if extended else "SMTP"
+    return base + ("S" if tls else "")
+
+
+def received_header(t: Trace, eol: bytes = b"\r\n") -> bytes:
+    """The RFC 5321 §4.4 time stamp line, folded. A header prepended above a DKIM signature
+    leaves it valid: the signature covers only the fields named in its h= tag."""
+    ip = t.client_ip or "unknown"
+    literal = f"IPv6:{ip}" if ":" in ip else ip  # RFC 5321 §4.1.3 address literals
+    # The HELO name is a domain or an address literal (RFC 5321 §4.1.1.1): ASCII only.
+    lines = [f"Received: from {_trace_text(t.helo or 'unknown', ascii_only=True)} ([{literal}])",
+             f"\tby {t.hostname} (LiteMX) with {t.protocol} id {t.txid}"]
+    stamp = format_datetime(t.at)
+    if t.recipient:
+        lines.append(f"\tfor <{_trace_text(t.recipient)}>; {stamp}")
+    else:
+        lines[-1] += ";"
+        lines.append(f"\t{stamp}")
+    return eol.join(line.encode("utf-8") for line in lines) + eol
+
+
+def _trace_text(value: str, ascii_only: bool = False) -> str:
+    """Client-supplied text made safe for a header: no controls, spaces, comment or clause
+    delimiters, or undecodable bytes; at most 255 characters."""
+    return "".join(c if c.isprintable() and c not in ' ()<>;\\"' and (c.isascii() or not ascii_only) else "?"
+                   for c in value[:255])
+
+
+def eol_of(raw: bytes) -> bytes:
+    """The message's own line ending, so the trace header matches a bare-LF message."""
+    end = raw.find(b"\n")
+    return b"\n" if end == 0 or (end > 0 and raw[end - 1:end] != b"\r") else b"\r\n"
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The STARTTLS context, or None when no certificate is configured (SPEC §5).
+
+    Raises: InvalidRequest when only one of tls_cert / tls_key is set; OSError or ssl.SSLError
+    when they cannot be loaded (a misconfigured MX must not quietly run without TLS).
+    """
+    if not settings.tls_cert and not settings.tls_key:
+        return None
+    if not (settings.tls_cert and settings.tls_key):
+        missing = "tls_key" if settings.tls_cert else "tls_cert"
+        raise InvalidRequest("tls_cert and tls_key must be set together", {"field": missing})
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # no client certificates asked
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
+def smtp_factory(settings: Settings, inbound: InboundService, gate: SessionGate) -> Callable[[], MxSMTP]:
+    handler = MxHandler(inbound)
+    context = tls_context(settings)
+
+    def make() -> MxSMTP:
+        return MxSMTP(handler, gate, max_rejected=settings.smtp_max_rejected_recipients,
+                      data_size_limit=settings.max_message_bytes, enable_SMTPUTF8=True, decode_data=False,
+                      hostname=settings.hostname, ident="LiteMX ESMTP", tls_context=context,
+                      timeout=settings.smtp_idle_timeout, command_call_limit=settings.smtp_max_commands,
+                      auth_exclude_mechanism=("LOGIN", "PLAIN"))  # an MX takes no logins
 
     return make
 
 
-async def start_smtp(settings: Settings, inbound: InboundService) -> asyncio.Server:
+@dataclass
+class MxListener:
+    """A running MX: the listening socket and its sessions."""
+
+    server: asyncio.Server
+    gate: SessionGate
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def aclose(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop listening, then end every session with 421 4.3.2 (RFC 5321 §3.8); one that is
+        storing a message gets its reply first, within `grace` seconds."""
+        self.server.close()
+        await self.gate.drain(grace)
+
+
+async def start_mx(settings: Settings, inbound: InboundService) -> MxListener:
+    """Raises: what tls_context raises, OSError when the port cannot be bound."""
+    # aiosmtpd logs every command line at INFO; LiteMX logs one line per accepted message.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    gate = SessionGate(settings.smtp_max_connections)
     host, port = settings.smtp_host_port
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(smtp_factory(settings, inbound), host=host, port=port)
+    server = await asyncio.get_running_loop().create_server(smtp_factory(settings, inbound, gate), host=host,
+                                                            port=port)
+    return MxListener(server, gate)
+
+
+async def start_smtp(settings: Settings, inbound: InboundService) -> asyncio.Server:
+    """The listening socket alone, for callers that only ever close it."""
+    return (await start_mx(settings, inbound)).server

@@ -52,6 +52,7 @@ class AuthService(ServiceBase):
         Raises: Unauthorized (missing, unknown, revoked, expired; audited), Forbidden (disabled).
         """
         if not secret:
+            self._audit_auth_failure(None, None, interface, ip, user_agent, "missing token")
             raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
         prefix = secrets_.prefix_of(secret)
         with self.db.read() as conn:

@@ -44,18 +44,42 @@ def event_row(*, at: datetime, account_id: str | None, actor_type: str, actor_id
               resource_type: str | None = None, resource_id: str | None = None, mailbox: str | None = None,
               ip: str | None = None, user_agent: str | None = None,
               details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One audit row (SPEC §9). The only place its shape is spelled out."""
+    """One audit row (SPEC §9). The only place its shape is spelled out.
+
+    Client-supplied text is stored printable: a NUL byte would make PostgreSQL refuse the
+    row, and the audit of a bad request must never fail because of the bad request.
+    """
     return {"at": at, "account_id": account_id, "actor_type": actor_type, "actor_id": actor_id,
             "actor_name": actor_name, "interface": interface, "action": action, "resource_type": resource_type,
-            "resource_id": resource_id, "mailbox": mailbox, "outcome": outcome, "ip": ip,
-            "user_agent": (user_agent or "")[:300] or None, "details": details or {}}
+            "resource_id": _printable(resource_id, 320), "mailbox": _printable(mailbox, 320), "outcome": outcome,
+            "ip": ip, "user_agent": _printable(user_agent, 300) or None, "details": _printable_json(details or {})}
 
 
-def outcome_of(error: LitemxError) -> str:
+def _printable(value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    return value.replace("\x00", "\\x00")[:limit]
+
+
+def _printable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_printable_json(k): _printable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_json(v) for v in value]
+    return value
+
+
+def outcome_of(error: LitemxError, caller: Caller) -> str:
     if "outcome" in error.audit:
         return str(error.audit["outcome"])
     if isinstance(error, SendBlocked):
         return "blocked"
+    if isinstance(error, NotFound):
+        # A scoped token's 404 is `denied` whether the thing is missing or outside its grants:
+        # the token can read its own events, so the two must look alike (SPEC §3: never leak).
+        return "error" if caller.principal.all_mailboxes else "denied"
     return "denied" if isinstance(error, (Forbidden, Unauthorized)) else "error"
 
 
@@ -97,7 +121,7 @@ class ServiceBase:
         details = {"code": error.code, "message": error.message}
         details.update({k: v for k, v in error.details.items() if k in ("missing_scope", "reasons", "field")})
         with self.db.write() as conn:
-            self.audit(conn, caller, error.audit.get("action") or op.action or op.name, outcome=outcome_of(error),
+            self.audit(conn, caller, error.audit.get("action") or op.action or op.name, outcome=outcome_of(error, caller),
                        resource_type=error.audit.get("resource_type"), resource_id=error.audit.get("resource_id"),
                        mailbox=error.audit.get("mailbox"), details=details)
 
@@ -105,8 +129,9 @@ class ServiceBase:
 def not_found(resource_type: str, resource_id: str, *, grant_denied: bool = False) -> NotFound:
     """The one 404: same words whether the thing is missing or merely not granted."""
     error = NotFound(f"{resource_type} {resource_id} not found", {"resource_type": resource_type})
-    error.audit = {"resource_type": resource_type, "resource_id": resource_id,
-                   "outcome": "denied" if grant_denied else "error"}
+    # grant_denied documents intent at call sites; the audit outcome deliberately ignores it
+    # (see outcome_of) so a hidden thing and a missing one leave identical events.
+    error.audit = {"resource_type": resource_type, "resource_id": resource_id}
     if resource_type == "mailbox":
         error.audit["mailbox"] = resource_id
     return error

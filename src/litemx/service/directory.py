@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -27,7 +28,14 @@ def address_field(value: str, field: str) -> Address:
         raise invalid_field(field, f"{value!r} is not a valid address: {exc}") from None
 
 
+DomainCreatedHook = Callable[[Connection, dict[str, Any]], None]
+
+
 class DirectoryService(ServiceBase):
+    # Set by the composition root (app.py): runs inside create_domain's transaction, so a domain
+    # never exists without its DKIM keys.
+    on_domain_created: DomainCreatedHook | None = None
+
     # -- domains ---------------------------------------------------------------------------
     @operation("domains.create")
     def create_domain(self, caller: Caller, name: str) -> dict[str, Any]:
@@ -45,12 +53,14 @@ class DirectoryService(ServiceBase):
             if repo.domain_by_name(conn, name) is not None:
                 raise Conflict(f"the domain {name} is already added on this instance", {"field": "name"})
             repo.add_domain(conn, row)
+            if self.on_domain_created is not None:
+                self.on_domain_created(conn, row)
             self.audit(conn, caller, "domain.create", resource_type="domain", resource_id=name)
         return render.domain(row)
 
     @operation("domains.list")
     def list_domains(self, caller: Caller, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
-        p = page(limit, cursor)
+        p = page(limit, cursor, str)
         with self.db.write() as conn:
             names = None if caller.principal.all_mailboxes else _granted_domains(caller)
             result = repo.list_domains(conn, caller.principal.account_id, p, names)
@@ -93,7 +103,7 @@ class DirectoryService(ServiceBase):
 
     @operation("mailboxes.list")
     def list_mailboxes(self, caller: Caller, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
-        p = page(limit, cursor)
+        p = page(limit, cursor, str)
         only = None if caller.principal.all_mailboxes else caller.principal.grants
         with self.db.write() as conn:
             result = repo.list_mailboxes(conn, caller.principal.account_id, p, only)

@@ -18,13 +18,15 @@ from sqlalchemy import Connection
 
 from litemx import mailauth
 from litemx.core import mime
+from litemx.core.delivery import BOUNCE_TARGET
 from litemx.core.ids import new_id
 from litemx.core.threading import candidate_ids, decide_thread
 from litemx.mailauth import AuthResults
-from litemx.service.base import Infra, ServiceBase
+from litemx.service import simulate as sim
+from litemx.service.base import Infra, ServiceBase, operation
 from litemx.service.principal import Caller, system_caller
 from litemx.service.routing import Route, RoutingService
-from litemx.storage import directory_repo, inbound_repo, messages_repo
+from litemx.storage import audit_repo, directory_repo, inbound_repo, messages_repo
 
 log = logging.getLogger("litemx.inbound")
 
@@ -39,9 +41,30 @@ class InboundService(ServiceBase):
         self.routing = routing
         self.resolver = resolver
         self.on_accept: Callable[[], None] | None = None  # wakes the worker
+        # Mail routed to a MAIL FROM address (service.bounces), applied in the processing transaction.
+        self.on_bounce: Callable[[Connection, dict[str, Any], bytes], None] | None = None
 
-    def route_recipient(self, recipient: str) -> Route:
-        return self.routing.resolve(recipient)
+    def route_recipient(self, recipient: str, *, client_ip: str | None = None, audit: bool = False) -> Route:
+        """Route one RCPT (SPEC §5). With `audit`, a refusal writes `inbound.rejected` (SPEC §9).
+
+        Raises: what the database raises (the SMTP caller answers 451).
+        """
+        route = self.routing.resolve(recipient)
+        if audit and not route.accepted:
+            self._audit_rejection(route, client_ip)
+        return route
+
+    def _audit_rejection(self, route: Route, client_ip: str | None) -> None:
+        # A relay attempt names no hosted domain, so its event has no account (operator-only,
+        # like auth.denied for an unknown token). The SMTP listener bounds how many one
+        # connection can cause (smtp_max_rejected_recipients).
+        with self.db.write() as conn:
+            audit_repo.append(conn, {
+                "at": self.clock.now(), "account_id": route.account_id, "actor_type": "system", "actor_id": None,
+                "actor_name": "system", "interface": "smtp", "action": "inbound.rejected",
+                "resource_type": "recipient", "resource_id": route.recipient[:320], "mailbox": None,
+                "outcome": "denied", "ip": client_ip, "user_agent": None,
+                "details": {"rcpt": route.recipient[:320], "reason": route.reject, "client_ip": client_ip}})
 
     def accept(self, raw: bytes, mail_from: str, routes: Sequence[Route], *, client_ip: str | None = None,
                helo: str | None = None, source: str = "smtp") -> int:
@@ -54,12 +77,21 @@ class InboundService(ServiceBase):
         now = self.clock.now()
         with self.db.write() as conn:
             queue_id = inbound_repo.enqueue(conn, {
-                "received_at": now, "raw_key": key, "size": len(raw), "mail_from": mail_from,
-                "recipients": recipients, "client_ip": client_ip, "helo": helo, "source": source,
+                "received_at": now, "raw_key": key, "size": len(raw), "mail_from": mail_from[:320],
+                "recipients": recipients, "client_ip": client_ip, "helo": _helo_column(helo), "source": source,
                 "status": "pending", "attempts": 0, "next_attempt_at": now})
-        if self.on_accept is not None:
-            self.on_accept()
+        self._wake_worker()
         return queue_id
+
+    def _wake_worker(self) -> None:
+        if self.on_accept is None:
+            return
+        try:
+            self.on_accept()
+        except Exception:  # noqa: BLE001 - top-level guard: the message is committed; a failed
+            # wake-up must not turn the 250 into a 451 (a retry would duplicate it). The
+            # worker's poll picks the row up anyway.
+            log.exception("could not wake the inbound worker")
 
     def release_leases(self) -> int:
         with self.db.write() as conn:
@@ -106,6 +138,9 @@ class InboundService(ServiceBase):
             inbound_repo.finish(conn, row["id"], "done", self.clock.now())
 
     def _deliver(self, conn: Connection, row: dict[str, Any], target: dict[str, Any], d: Delivery) -> None:
+        if target["mailbox_id"].startswith(BOUNCE_TARGET) and self.on_bounce is not None:
+            self.on_bounce(conn, target, d.raw)
+            return
         box = directory_repo.mailbox_by_id(conn, target["mailbox_id"])
         if box is None:
             return  # deleted between acceptance and processing: nothing to deliver into
@@ -133,10 +168,31 @@ class InboundService(ServiceBase):
             at)
         return decision.thread_id
 
+    @operation("inbound.simulate")
     def simulate(self, caller: Caller, raw: bytes, recipients: list[str], mail_from: str = "",
                  client_ip: str | None = None, helo: str | None = None) -> dict[str, Any]:
-        """The SMTP pipeline without SMTP (admin only; see the HTTP route)."""
-        raise NotImplementedError
+        """The SMTP pipeline without SMTP (admin only): route, accept, process now (service/simulate.py).
+
+        Raises: PayloadTooLarge, InvalidRequest (a field, or `recipients` with each refusal's reason).
+        """
+        sim.check_request(raw, recipients, mail_from, client_ip, helo, self.infra.settings.max_message_bytes)
+        routes = [self.route_recipient(r) for r in recipients]
+        sim.refuse_unroutable(caller, routes)
+        queue_id = self.accept(raw, mail_from, routes, client_ip=client_ip, helo=helo, source="simulate")
+
+        def state() -> dict[str, Any] | None:
+            with self.db.read() as conn:
+                return messages_repo.queue_state(conn, queue_id)
+
+        outcome = sim.drain(self.process_due, state)
+        with self.db.write() as conn:
+            delivered = messages_repo.messages_of_queue(conn, queue_id)
+            answer = sim.result(queue_id, outcome, routes, delivered)
+            self.audit(conn, caller, "inbound.simulate", resource_type="inbound", resource_id=str(queue_id),
+                       mailbox=delivered[0]["mailbox"] if len(delivered) == 1 else None,
+                       details={"status": answer["status"], "messages": [m["id"] for m in delivered],
+                                "recipients": list(recipients), "size": len(raw)})
+        return answer
 
 
 class Delivery:
@@ -145,6 +201,13 @@ class Delivery:
     def __init__(self, raw: bytes, parsed: mime.ParsedMessage, auth: AuthResults, author: Any,
                  blob_keys: list[str]):
         self.raw, self.parsed, self.auth, self.author, self.blob_keys = raw, parsed, auth, author, blob_keys
+
+
+def _helo_column(helo: str | None) -> str | None:
+    """HELO text as the queue row keeps it: at most 255 characters, valid UTF-8."""
+    if helo is None:
+        return None
+    return helo[:255].encode("utf-8", "replace").decode("utf-8")
 
 
 def _recipients(routes: Sequence[Route]) -> list[dict[str, str]]:

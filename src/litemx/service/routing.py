@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from litemx.core.addresses import Address, parse_address
+from litemx.core.delivery import BOUNCE_TARGET
 from litemx.core.ids import new_id
 from litemx.errors import InvalidRequest, invalid_field
 from litemx.service import render
@@ -20,6 +21,7 @@ from litemx.service.base import ServiceBase, not_found, operation
 from litemx.service.directory import DirectoryService, _ensure_address_free, _require_all_mailboxes, address_field
 from litemx.service.principal import Caller
 from litemx.storage import directory_repo as repo
+from litemx.storage import sending_repo, tokens_repo
 from litemx.storage.pagination import page
 
 MAX_ALIAS_TARGETS = 50
@@ -78,7 +80,8 @@ class RoutingService(ServiceBase):
             target = address_field(value, "targets").address
             if target == addr.address:
                 raise _loop("an alias cannot point at itself")
-            if repo.alias_by_address(conn, target) is not None:
+            other = repo.alias_by_address(conn, target)
+            if other is not None and _alias_visible(caller, other):
                 raise _loop(f"{target} is an alias; aliases point at mailboxes only, so no loop can form")
             box = repo.mailbox_by_address(conn, target)
             if box is None or box["account_id"] != caller.principal.account_id or not caller.principal.can_see(target):
@@ -88,7 +91,7 @@ class RoutingService(ServiceBase):
 
     @operation("aliases.list")
     def list_aliases(self, caller: Caller, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
-        p = page(limit, cursor)
+        p = page(limit, cursor, str)
         only = None if caller.principal.all_mailboxes else caller.principal.grants
         with self.db.write() as conn:
             result = repo.list_aliases(conn, caller.principal.account_id, p, only)
@@ -110,10 +113,8 @@ class RoutingService(ServiceBase):
         except ValueError:
             raise not_found("alias", address) from None
         row = repo.alias_by_address(conn, addr)
-        if row is None or row["account_id"] != caller.principal.account_id:
+        if row is None or not _alias_visible(caller, row):
             raise not_found("alias", addr)
-        if not all(caller.principal.can_see(t["address"]) for t in row["targets"]):
-            raise not_found("alias", addr, grant_denied=True)
         return row
 
     # -- catchalls -------------------------------------------------------------------------
@@ -123,6 +124,8 @@ class RoutingService(ServiceBase):
             row = self.directory.visible_domain(conn, caller, domain)
             box = repo.catchall_for(conn, row["id"])
             self.audit(conn, caller, "catchall.read", resource_type="domain", resource_id=row["name"])
+        if box is not None and not caller.principal.can_see(box["address"]):
+            return {"domain": row["name"], "mailbox": None, "enabled": True}  # on, but not yours to see
         return _catchall(row["name"], box)
 
     @operation("catchalls.set")
@@ -166,8 +169,9 @@ class RoutingService(ServiceBase):
 def _resolve(conn: Connection, addr: Address) -> Route:
     domain = repo.domain_by_name(conn, addr.domain)
     if domain is None:
-        return Route(addr.address, reject="relay_denied")
-    if domain["disabled_at"] is not None:
+        return _bounce_route(conn, addr) or Route(addr.address, reject="relay_denied")
+    # A disabled account's domains refuse mail like disabled domains (SPEC §11: every path).
+    if domain["disabled_at"] is not None or _account_disabled(conn, domain["account_id"]):
         return Route(addr.address, reject="domain_disabled", account_id=domain["account_id"])
     route = _exact(conn, addr, "mailbox", "alias")
     base = addr.base()
@@ -185,6 +189,11 @@ def _resolve(conn: Connection, addr: Address) -> Route:
     return Route(addr.address, live, via, account_id=domain["account_id"])
 
 
+def _account_disabled(conn: Connection, account_id: str) -> bool:
+    account = tokens_repo.get_account(conn, account_id)
+    return account is None or account["disabled_at"] is not None
+
+
 def _exact(conn: Connection, addr: Address, via_box: str, via_alias: str) -> tuple[list[dict[str, Any]], str] | None:
     box = repo.mailbox_by_address(conn, addr.address)
     if box is not None:
@@ -195,9 +204,25 @@ def _exact(conn: Connection, addr: Address, via_box: str, via_alias: str) -> tup
     return None
 
 
+def _alias_visible(caller: Caller, alias: dict[str, Any]) -> bool:
+    """An alias is the caller's to see when it is in the account and reaches only granted mailboxes."""
+    p = caller.principal
+    return alias["account_id"] == p.account_id and all(p.can_see(t["address"]) for t in alias["targets"])
+
+
 def _loop(message: str) -> InvalidRequest:
     return InvalidRequest(message, {"field": "targets", "reason": "alias_loop"})
 
 
 def _catchall(domain: str, box: dict[str, Any] | None) -> dict[str, Any]:
     return {"domain": domain, "mailbox": box["address"] if box else None, "enabled": box is not None}
+
+
+def _bounce_route(conn: Connection, addr: Address) -> Route | None:
+    """Mail to a hosted domain's MAIL FROM subdomain (DSNs to VERP senders, ARF complaints) goes
+    to the bounce processor (service.bounces), never to a mailbox: no mailbox lives there."""
+    domain = sending_repo.domain_by_mail_from(conn, addr.domain)
+    if domain is None:
+        return None
+    target = {"id": BOUNCE_TARGET + domain["id"], "address": addr.address, "disabled_at": None}
+    return Route(addr.address, (target,), "bounce", account_id=domain["account_id"])

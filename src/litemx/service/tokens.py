@@ -6,7 +6,7 @@ mailbox grants must be inside the creator's grants, so tokens:write cannot escal
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from litemx.core.scopes import ALL_MAILBOXES, parse_scopes
@@ -51,6 +51,10 @@ class TokenService(ServiceBase):
             return
         if expires_at.tzinfo is None:
             raise invalid_field("expires_at", "expires_at needs a timezone (e.g. 2027-01-01T00:00:00Z)")
+        try:
+            expires_at.astimezone(timezone.utc)
+        except OverflowError:
+            raise invalid_field("expires_at", "expires_at is out of range") from None
         if expires_at <= self.clock.now():
             raise invalid_field("expires_at", "expires_at must be in the future")
 
@@ -74,11 +78,13 @@ class TokenService(ServiceBase):
 
     @operation("tokens.list")
     def list_tokens(self, caller: Caller, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
-        p = page(limit, cursor)
+        p = page(limit, cursor, str)
         with self.db.write() as conn:
             result = tokens_repo.list_tokens(conn, caller.principal.account_id, p)
             self.audit(conn, caller, "token.list", resource_type="token", details={"count": len(result.items)})
-        return {"items": [render.token(r) for r in result.items], "next_cursor": result.next_cursor}
+        # A page may come back short for a scoped token: it sees only tokens within its own rights.
+        items = [render.token(r) for r in result.items if _covers(caller, r)]
+        return {"items": items, "next_cursor": result.next_cursor}
 
     @operation("tokens.revoke")
     def revoke_token(self, caller: Caller, token_id: str) -> dict[str, Any]:

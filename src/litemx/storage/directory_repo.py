@@ -94,10 +94,10 @@ def add_alias(conn: Connection, values: dict[str, Any], mailbox_ids: list[str]) 
 
 def list_aliases(conn: Connection, account_id: str, p: Page, only: frozenset[str] | None) -> PageResult:
     conds = [aliases.c.account_id == account_id]
-    if only is not None:  # aliases reaching at least one visible mailbox
-        reach = (select(alias_targets.c.alias_id).join(mailboxes, mailboxes.c.id == alias_targets.c.mailbox_id)
-                 .where(mailboxes.c.address.in_(sorted(only))))
-        conds.append(aliases.c.id.in_(reach))
+    if only is not None:  # aliases whose every target is visible (a list must not name hidden mailboxes)
+        hidden = (select(alias_targets.c.alias_id).join(mailboxes, mailboxes.c.id == alias_targets.c.mailbox_id)
+                  .where(mailboxes.c.address.not_in(sorted(only))))
+        conds.append(aliases.c.id.not_in(hidden))
     if p.after is not None:
         conds.append(aliases.c.address > p.after)
     result = finish(many(conn, select(aliases).where(*conds).order_by(aliases.c.address).limit(p.limit + 1)),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, or_, select, text, update
 
 from litemx.storage.repo import by_column, many, one
-from litemx.storage.schema import attachments, messages, threads
+from litemx.storage.schema import attachments, inbound_queue, messages, threads
 
 
 def add_message(conn: Connection, values: dict[str, Any]) -> int:
@@ -87,3 +88,124 @@ def attachments_of(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     stmt = (select(attachments).where(attachments.c.message_id == message_id, attachments.c.deleted_at.is_(None))
             .order_by(attachments.c.position))
     return many(conn, stmt)
+
+
+# --------------------------------------------------------------------------- read side (issue 3)
+# Every read takes a MessageScope and applies it INSIDE the query, so nothing outside the
+# caller's account and mailbox grants is ever fetched, counted or paginated over.
+
+# Columns a list item or search hit shows: never the bodies, headers or raw key (size, speed).
+LIST_COLUMNS = (
+    messages.c.seq, messages.c.id, messages.c.mailbox, messages.c.thread_id, messages.c.direction,
+    messages.c.status, messages.c.subject, messages.c.from_name, messages.c.from_addr, messages.c.to_addrs,
+    messages.c.cc_addrs, messages.c.sent_at, messages.c.received_at, messages.c.size, messages.c.snippet,
+    messages.c.has_attachments, messages.c.auth, messages.c.deleted_content_at,
+)
+
+
+@dataclass(frozen=True)
+class MessageScope:
+    """Which messages a read may see: one account, optionally some of its mailboxes, some statuses.
+
+    `mailboxes` None means every mailbox of the account; `status` None with
+    `include_quarantined` False hides quarantined mail (SPEC §5: not delivered as normal mail).
+    """
+
+    account_id: str
+    mailboxes: tuple[str, ...] | None = None
+    status: str | None = None
+    include_quarantined: bool = False
+
+
+def scope_conditions(scope: MessageScope) -> list[ColumnElement[bool]]:
+    """The WHERE conditions every message read applies (account, grants, status)."""
+    conds: list[ColumnElement[bool]] = [messages.c.account_id == scope.account_id]
+    if scope.mailboxes is not None:
+        conds.append(messages.c.mailbox.in_(sorted(scope.mailboxes)))
+    if scope.status is not None:
+        conds.append(messages.c.status == scope.status)
+    elif not scope.include_quarantined:
+        conds.append(messages.c.status != "quarantined")
+    return conds
+
+
+def list_messages(conn: Connection, scope: MessageScope, limit: int, before_seq: int | None) -> list[dict[str, Any]]:
+    """Newest first by seq; fetches `limit` rows (callers ask for one extra to detect more)."""
+    conds = scope_conditions(scope)
+    if before_seq is not None:
+        conds.append(messages.c.seq < before_seq)
+    stmt = select(*LIST_COLUMNS).where(*conds).order_by(messages.c.seq.desc()).limit(limit)
+    return many(conn, stmt)
+
+
+def thread_by_id(conn: Connection, thread_id: str) -> dict[str, Any] | None:
+    return by_column(conn, threads, "id", thread_id)
+
+
+def thread_messages(conn: Connection, thread_id: str, scope: MessageScope, limit: int,
+                    after_seq: int | None) -> list[dict[str, Any]]:
+    """A thread's messages oldest first (full rows: the thread view shows bodies)."""
+    conds = [messages.c.thread_id == thread_id, *scope_conditions(scope)]
+    if after_seq is not None:
+        conds.append(messages.c.seq > after_seq)
+    return many(conn, select(messages).where(*conds).order_by(messages.c.seq).limit(limit))
+
+
+def list_threads(conn: Connection, scope: MessageScope, limit: int,
+                 after: tuple[datetime, str] | None) -> list[dict[str, Any]]:
+    """Threads with at least one message visible in `scope`, newest activity first.
+
+    Each row also carries `visible_count` and the newest visible message's id, sender and
+    snippet, so a thread holding only quarantined mail stays hidden unless the scope includes
+    quarantine. The page is chosen first (an index walk over threads); the per-thread figures
+    are then computed for that page's threads only.
+    """
+    visible = select(messages.c.seq).where(messages.c.thread_id == threads.c.id, *scope_conditions(scope)).exists()
+    conds = [threads.c.account_id == scope.account_id, visible]
+    if scope.mailboxes is not None:
+        conds.append(threads.c.mailbox.in_(sorted(scope.mailboxes)))
+    if after is not None:
+        at, thread_id = after
+        conds.append(or_(threads.c.last_message_at < at,
+                         and_(threads.c.last_message_at == at, threads.c.id < thread_id)))
+    stmt = select(threads).where(*conds).order_by(threads.c.last_message_at.desc(), threads.c.id.desc())
+    rows = many(conn, stmt.limit(limit))
+    latest = _latest_per_thread(conn, scope, [r["id"] for r in rows])
+    return [{**row, **latest.get(row["id"], {})} for row in rows]
+
+
+def _latest_per_thread(conn: Connection, scope: MessageScope, thread_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """thread id -> visible_count and the newest visible message's id, sender and snippet."""
+    if not thread_ids:
+        return {}
+    by_thread = {"partition_by": messages.c.thread_id}
+    ranked = select(
+        messages.c.thread_id,
+        func.row_number().over(**by_thread, order_by=messages.c.seq.desc()).label("rank"),
+        func.count().over(**by_thread).label("visible_count"),
+        messages.c.from_name.label("latest_from_name"), messages.c.from_addr.label("latest_from_addr"),
+        messages.c.snippet.label("latest_snippet"), messages.c.id.label("latest_id"),
+    ).where(messages.c.thread_id.in_(thread_ids), *scope_conditions(scope)).subquery("ranked")
+    rows = many(conn, select(ranked).where(ranked.c.rank == 1))
+    return {r.pop("thread_id"): {k: v for k, v in r.items() if k != "rank"} for r in rows}
+
+
+def attachment_of(conn: Connection, message_id: str, attachment_id: str) -> dict[str, Any] | None:
+    """A live (not retention-tombstoned) attachment of this message."""
+    stmt = select(attachments).where(attachments.c.id == attachment_id, attachments.c.message_id == message_id,
+                                     attachments.c.deleted_at.is_(None))
+    return one(conn, stmt)
+
+
+def messages_of_queue(conn: Connection, queue_id: int) -> list[dict[str, Any]]:
+    """What one inbound queue row delivered (simulate answers with these ids)."""
+    stmt = (select(messages.c.id, messages.c.mailbox, messages.c.thread_id, messages.c.status)
+            .where(messages.c.queue_id == queue_id).order_by(messages.c.seq))
+    return many(conn, stmt)
+
+
+def queue_state(conn: Connection, queue_id: int) -> dict[str, Any] | None:
+    """Status, attempts and last error of an inbound queue row (simulate waits on it)."""
+    stmt = select(inbound_queue.c.status, inbound_queue.c.attempts, inbound_queue.c.last_error,
+                  inbound_queue.c.next_attempt_at).where(inbound_queue.c.id == queue_id)
+    return one(conn, stmt)

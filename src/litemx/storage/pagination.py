@@ -26,13 +26,26 @@ class PageResult:
     next_cursor: str | None
 
 
-def page(limit: int | None, cursor: str | None) -> Page:
-    """Raises: InvalidRequest naming `limit` or `cursor`."""
+def page(limit: int | None, cursor: str | None, kind: type | None = None) -> Page:
+    """Raises: InvalidRequest naming `limit` or `cursor`.
+
+    `kind` is the type the list's sort key has (str or int); a cursor decoding to anything else
+    was not issued by this list and is refused instead of reaching the query.
+    """
     if limit is None:
         limit = DEFAULT_LIMIT
     if not 1 <= limit <= MAX_LIMIT:
         raise invalid_field("limit", f"limit must be between 1 and {MAX_LIMIT}")
-    return Page(limit, decode_cursor(cursor) if cursor else None)
+    after = decode_cursor(cursor) if cursor else None
+    if after is not None and kind is not None and not _is_kind(after, kind):
+        raise invalid_field("cursor", "cursor is not one this server issued")
+    return Page(limit, after)
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is int:
+        return type(value) is int and 0 <= value < 2**63
+    return isinstance(value, kind) and not isinstance(value, bool) and (kind is not str or "\x00" not in value)
 
 
 def encode_cursor(key: Any) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -78,6 +79,9 @@ domains = Table(
     Column("last_checked_at", UTCDateTime, nullable=True),
     Column("disabled_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # {"<type> <host>": "ok|missing|mismatch"} as of the last DNS check (0003); the background
+    # re-check compares against it to record only changes.
+    Column("dns_status", JSONType, nullable=True),
     Index(None, "account_id", "name"),
 )
 
@@ -243,6 +247,26 @@ attachments = Table(
     Index(None, "message_id", "position"),
 )
 
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    # One DKIM key pair of a domain (SPEC §4). The private half is sealed (AES-256-GCM, bound to
+    # "<domain>/<selector>") and is read only by the outbound signer; nothing renders it.
+    Column("id", String(40), primary_key=True),
+    Column("domain_id", String(40), ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    Column("selector", String(63), nullable=False),  # one DNS label (RFC 1035 §2.3.4)
+    Column("algorithm", String(10), nullable=False),  # rsa | ed25519
+    Column("public_key_b64", Text, nullable=False),
+    Column("private_key_sealed", LargeBinary, nullable=False),
+    Column("status", String(10), nullable=False),  # active | retiring | retired
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+    # A selector is never reused within a domain: a verifier holding an old signature must
+    # never find a different key under its selector.
+    UniqueConstraint("domain_id", "selector"),
+    Index(None, "domain_id", "status"),
+)
+
 __all__ = [
     "metadata",
     "accounts",
@@ -257,4 +281,167 @@ __all__ = [
     "threads",
     "messages",
     "attachments",
+    "dkim_keys",
 ]
+
+# -- drafts, sending and delivery (migration 0004) ------------------------------------------
+
+drafts = Table(
+    "drafts",
+    metadata,
+    # A message being written (SPEC §6). Sending is a separate step that turns it into an
+    # outbound `messages` row; the draft then stays as `sent` and points at that message.
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox", String(320), nullable=False),
+    Column("thread_id", String(40), ForeignKey("threads.id", ondelete="SET NULL"), nullable=True),
+    Column("reply_to_message", String(40), nullable=True),  # public id of the message answered
+    Column("in_reply_to", String(998), nullable=True),
+    Column("references", JSONType, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("to_addrs", JSONType, nullable=False),  # [{"name": str, "address": str}]
+    Column("cc_addrs", JSONType, nullable=False),
+    Column("bcc_addrs", JSONType, nullable=False),
+    Column("text_body", Text, nullable=True),
+    Column("html_body", Text, nullable=True),
+    Column("status", String(10), nullable=False),  # draft | sent
+    Column("sent_message_id", String(40), nullable=True),
+    Column("created_by", String(40), nullable=True),  # token id; NULL for system
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "account_id", "mailbox_id", "id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    # One outbound message to one recipient: the unit the outbound worker claims, retries and
+    # matches bounces against (its id is in the VERP envelope sender).
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", String(40), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("mailbox", String(320), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("envelope_from", String(320), nullable=False),
+    Column("status", String(10), nullable=False),  # queued | deferred | delivered | failed | held
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_reply", String(1000), nullable=True),
+    Column("provider_id", String(200), nullable=True),  # e.g. the SES MessageId, for notifications
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "message_id"),
+    Index(None, "provider_id"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    # Every attempt's outcome (SPEC §6: "each attempt's outcome is recorded").
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("outcome", String(10), nullable=False),  # delivered | deferred | failed
+    Column("code", Integer, nullable=True),  # SMTP reply code; NULL for connection errors
+    Column("reply", String(1000), nullable=True),
+    Column("transport", String(16), nullable=False),
+    Column("host", String(255), nullable=True),
+    Index(None, "delivery_id", "id"),
+)
+
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    # What the world said after the fact: DSN bounces and delays (RFC 3464), ARF complaints
+    # (RFC 5965), SES notifications, and synchronous 5xx refusals.
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", String(40), ForeignKey("messages.id", ondelete="CASCADE"), nullable=True),
+    Column("delivery_id", String(40), ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=True),
+    Column("type", String(16), nullable=False),  # bounce | delay | complaint | delivered
+    Column("recipient", String(320), nullable=True),
+    Column("status", String(16), nullable=True),  # RFC 3463 status, e.g. 5.1.1
+    Column("diagnostic", String(1000), nullable=True),
+    Column("source", String(10), nullable=False),  # smtp | dsn | arf | ses
+    Column("at", UTCDateTime, nullable=False),
+    Column("details", JSONType, nullable=False),
+    Index(None, "message_id", "id"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    # Recipients an account no longer sends to (hard bounce, complaint); checked by preflight.
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("address", String(320), primary_key=True),
+    Column("reason", String(16), nullable=False),  # bounce | complaint
+    Column("mailbox", String(320), nullable=True),  # the mailbox whose send caused it
+    Column("message_id", String(40), nullable=True),
+    Column("details", JSONType, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+send_counters = Table(
+    "send_counters",
+    metadata,
+    # Plan limits (SPEC §6) counted atomically: one row per (scope, key, period), incremented
+    # with `UPDATE ... WHERE count < :limit` in the transaction that queues the message.
+    Column("scope", String(10), primary_key=True),  # mailbox | account
+    Column("key", String(320), primary_key=True),  # mailbox id | account id
+    Column("period", String(12), primary_key=True),  # d2026-05-01 | m2026-05 (UTC)
+    Column("count", Integer, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    # `Idempotency-Key` on send routes: per account, kept 24 h; a replay answers the stored response.
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", JSONType, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "expires_at"),
+)
+
+__all__ += [
+    "drafts",
+    "deliveries",
+    "delivery_attempts",
+    "delivery_events",
+    "suppressions",
+    "send_counters",
+    "idempotency_keys",
+]
+
+# -- retention, purge and periodic jobs (migration 0005) ------------------------------------
+
+job_locks = Table(
+    "job_locks",
+    metadata,
+    # One row per periodic job (e.g. `retention`): whoever holds an unexpired lease runs it, and
+    # `last_run_at` makes the cadence cluster-wide (ARCHITECTURE: only one node runs a job).
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=True),
+    Column("leased_until", UTCDateTime, nullable=True),
+    Column("last_run_at", UTCDateTime, nullable=True),
+)
+
+# The retention sweep's access paths, so a day's run over a large mailbox touches only what
+# it changes: messages whose content is due, messages whose metadata is due, and the blob
+# keys it must check for other references before deleting a content-addressed blob.
+Index("ix_messages_content_due", messages.c.mailbox_id, messages.c.received_at,
+      sqlite_where=messages.c.deleted_content_at.is_(None),
+      postgresql_where=messages.c.deleted_content_at.is_(None))
+Index("ix_messages_metadata_due", messages.c.mailbox_id, messages.c.received_at,
+      sqlite_where=messages.c.deleted_content_at.is_not(None),
+      postgresql_where=messages.c.deleted_content_at.is_not(None))
+Index(None, messages.c.raw_key)
+Index(None, attachments.c.blob_key)
+Index(None, inbound_queue.c.raw_key)
+Index(None, audit_events.c.account_id, audit_events.c.at)
+
+__all__ += ["job_locks"]

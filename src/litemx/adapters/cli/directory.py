@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,8 +20,12 @@ DOMAIN_COLS = [("domain", "name"), ("inbound", "readiness.inbound_ready"),
                ("disabled", "disabled")]
 MAILBOX_COLS = [("address", "address"), ("name", "display_name"), ("retention", "retention_days"),
                 ("disabled", "disabled"), ("created", "created_at")]
-RECORD_COLS = [("purpose", "purpose"), ("type", "type"), ("host", "host"), ("status", "status"),
-               ("expected", "value"), ("found", "found"), ("hint", "hint")]
+KEY_COLS = [("selector", "selector"), ("algorithm", "algorithm"), ("status", "status"),
+            ("created", "created_at"), ("retired", "retired_at")]
+CHECK_COLS = [("purpose", "purpose"), ("type", "type"), ("host", "host"), ("status", "status"),
+              ("expected", "expected"), ("found", "found"), ("hint", "hint")]
+PLAN_COLS = [("purpose", "purpose"), ("type", "type"), ("host", "host"), ("priority", "priority"),
+             ("value", "value")]
 
 
 @domains.command("add")
@@ -37,7 +41,7 @@ def domains_list(limit: LimitOpt = None, cursor: CursorOpt = None, json_: JsonOp
 
 @domains.command("status")
 def domains_status(name: str, json_: JsonOpt = False) -> None:
-    """Readiness and live record checks."""
+    """Readiness and live record checks (the same check as `domains check`)."""
     _check(name, json_)
 
 
@@ -48,11 +52,39 @@ def domains_check(name: str, json_: JsonOpt = False) -> None:
 
 
 def _check(name: str, json_: bool) -> None:
-    def call(api):  # type: ignore[no-untyped-def]
-        data = api.call("GET", f"/api/domains/{seg(name)}/status")
-        return data if json_ else {"items": data.get("records", []), "next_cursor": None}
+    seen: dict[str, Any] = {}
 
-    run(json_, call, RECORD_COLS, title=f"DNS check for {name}")
+    def call(api):  # type: ignore[no-untyped-def]
+        seen.update(api.call("GET", f"/api/domains/{seg(name)}/status"))
+        return seen if json_ else {"items": [_check_row(r) for r in seen.get("records", [])], "next_cursor": None}
+
+    run(json_, call, CHECK_COLS, title=f"DNS check for {name}")
+    if not json_:
+        _check_summary(seen)
+
+
+def _check_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A table row: long values (DKIM keys) shortened; --json keeps them whole."""
+    return {**record, "expected": short(record.get("expected")), "found": [short(f) for f in record.get("found") or []]}
+
+
+def _check_summary(summary: dict[str, Any]) -> None:
+    """Under the table: readiness in words, then every warning (they do not block readiness)."""
+    ready = summary.get("readiness", {})
+    words = [f"{label} {'yes' if ready.get(key) else 'no'}" for label, key in
+             (("inbound", "inbound_ready"), ("outbound", "outbound_ready"), ("provider approved", "provider_approved"))]
+    print(f"readiness: {', '.join(words)} (checked {summary.get('checked_at', '-')})")
+    for record in summary.get("records", []):
+        for warning in record.get("warnings") or []:
+            print(f"warning: {record['host']} {record['type']}: {warning}")
+
+
+def short(value: Any, limit: int = 60) -> Any:
+    """`v=DKIM1; k=rsa; p=MIIBIjAN…IDAQAB`: the start and end of a long value."""
+    if not isinstance(value, str) or len(value) <= limit:
+        return value
+    keep = (limit - 1) // 2
+    return value[:keep] + "…" + value[-keep:]
 
 
 @domains.command("dns-plan")
@@ -68,15 +100,35 @@ def domains_dns_plan(name: str, format_: Annotated[str, typer.Option("--format",
             raise typer.Exit(0)
         return data if json_ else {"items": data.get("records", []), "next_cursor": None}
 
-    run(json_, call, RECORD_COLS[:3] + [("value", "value")], title=f"DNS plan for {name}")
+    run(json_, call, PLAN_COLS, title=f"DNS plan for {name}")
 
 
 @domains.command("readiness")
 def domains_readiness(name: str, provider_approved: Annotated[bool, typer.Option(
         "--provider-approved/--no-provider-approved", help="The outbound provider granted production sending.")],
         json_: JsonOpt = False) -> None:
+    """Record the provider's production-sending approval (founder admin token only)."""
     run(json_, lambda api: api.call("PUT", f"/api/domains/{seg(name)}/readiness",
                                     body={"provider_approved": provider_approved}))
+
+
+@domains.command("rotate-dkim")
+def domains_rotate_dkim(name: str, retire: Annotated[str | None, typer.Option(
+        "--retire", help="Instead of rotating, stop publishing this retiring selector.")] = None,
+        json_: JsonOpt = False) -> None:
+    """New DKIM keys; the current ones stay published as `retiring` until the next rotation or
+    --retire. Publish the new record, then run `domains check`."""
+    params = {"retire": retire} if retire is not None else None
+    seen: dict[str, Any] = {}
+
+    def call(api):  # type: ignore[no-untyped-def]
+        seen.update(api.call("POST", f"/api/domains/{seg(name)}/dkim/rotate", params=params))
+        return seen if json_ else {"items": seen.get("keys", []), "next_cursor": None}
+
+    run(json_, call, KEY_COLS, title=f"DKIM keys of {name}")
+    if not json_:
+        for record in seen.get("records", []):
+            print(f"publish: {record['host']} TXT \"{record['value']}\"")
 
 
 @mailboxes.command("create")

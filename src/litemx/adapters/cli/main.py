@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from litemx.adapters.cli import access, directory, mail
+from litemx.adapters.cli import access, admin, directory, mail
 from litemx.adapters.cli.common import JsonOpt
 from litemx.errors import LitemxError
 from litemx.settings import Settings
@@ -22,9 +23,11 @@ for name, sub in (("domains", directory.domains), ("mailboxes", directory.mailbo
                   ("threads", mail.threads), ("drafts", mail.drafts), ("tokens", access.tokens),
                   ("audit", access.audit), ("retention", access.retention), ("accounts", accounts)):
     app.add_typer(sub, name=name)
+app.add_typer(mail.suppressions, name="suppressions")
 app.command("send")(mail.send)
 app.command("whoami")(access.whoami)
 app.command("login")(access.login)
+admin.register(domains=directory.domains, mailboxes=directory.mailboxes, tokens=access.tokens, accounts=accounts)
 
 Opt = typer.Option
 
@@ -76,10 +79,18 @@ def accounts_create(
 
 
 @app.command()
-def mcp() -> None:
-    """Serve the MCP tools over stdio for a local client (LITEMX_TOKEN)."""
-    typer.echo("error: not_implemented: the MCP server is not available in this version yet", err=True)
-    raise typer.Exit(10)
+def mcp(
+    data_dir: Annotated[Path | None, Opt("--data-dir", help="LITEMX_DATA_DIR (default ./data)")] = None,
+    database_url: Annotated[str | None, Opt("--database-url", help="LITEMX_DATABASE_URL")] = None,
+    blob_url: Annotated[str | None, Opt("--blob-url", help="LITEMX_BLOB_URL")] = None,
+    dns: Annotated[str | None, Opt("--dns", help="LITEMX_DNS_SERVERS host:port[,host:port]")] = None,
+) -> None:
+    """Serve the MCP tools over stdio for a local client, acting as the token in LITEMX_TOKEN
+    (server side: the same data dir / database as `serve`)."""
+    from litemx.adapters.mcp.stdio import serve_stdio
+
+    settings = _settings(data_dir=data_dir, database_url=database_url, blob_url=blob_url, dns_servers=dns)
+    raise typer.Exit(serve_stdio(settings, os.environ.get("LITEMX_TOKEN")))
 
 
 def _settings(**overrides: object) -> Settings:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from litemx.adapters.cli.client import CliError
 
@@ -26,7 +28,9 @@ EXIT_CODES: dict[str, int] = {
     "not_implemented": 10,
 }
 
-Column = tuple[str, str]  # (header, key: dotted path into the item)
+Column = tuple[str, str]
+# Terminal control characters (ESC sequences included) from untrusted mail never reach the screen.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # (header, key: dotted path into the item)
 
 
 def emit(data: Any, as_json: bool, columns: Sequence[Column] | None = None, title: str | None = None) -> None:
@@ -46,7 +50,8 @@ def _table(items: list[dict[str, Any]], columns: Sequence[Column], title: str | 
     for header, _ in columns:
         table.add_column(header, overflow="fold")
     for item in items:
-        table.add_row(*[_cell(pick(item, key)) for _, key in columns])
+        # Text() cells: mail subjects and names are untrusted and must never be read as markup.
+        table.add_row(*[Text(_cell(pick(item, key))) for _, key in columns])
     Console(width=_width()).print(table)
     if not items:
         print("(none)")
@@ -80,7 +85,7 @@ def _cell(value: Any) -> str:
         return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return _CONTROL.sub("?", str(value))
 
 
 def _width() -> int | None:

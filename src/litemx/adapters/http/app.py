@@ -11,6 +11,11 @@ from litemx.adapters.http import errors
 from litemx.adapters.http.deps import CallerDep
 from litemx.adapters.http.limits import BodyLimit
 from litemx.adapters.http.routes import router
+from litemx.adapters.http.routes_admin import router as admin_router
+from litemx.adapters.http.routes_domains import router as domains_router
+from litemx.adapters.http.routes_messages import router as messages_router
+from litemx.adapters.http.routes_send import router as send_router
+from litemx.adapters.mcp.http import mount as mount_mcp
 from litemx.app import Services
 from litemx.core.operations import OPERATIONS, Operation
 from litemx.errors import NotImplementedYet
@@ -32,9 +37,14 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     app.include_router(router)
+    app.include_router(admin_router)
+    app.include_router(domains_router)
+    app.include_router(messages_router)
+    app.include_router(send_router)
     for op in OPERATIONS.values():
         if not op.live and op.path is not None and op.method is not None:
             _add_planned(app, op)
+    mount_mcp(app, services)
     _describe_openapi_route(app)
     inbound = int(services.infra.settings.max_message_bytes * 1.5)
     app.add_middleware(BodyLimit, default_limit=JSON_BODY_LIMIT,

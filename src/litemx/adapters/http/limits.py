@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.exceptions import HTTPException
 
 Scope = dict[str, Any]
 
@@ -21,6 +24,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        field = _nul_field(scope)
+        if field is not None:
+            await _reply(send, 422, {"code": "invalid_request", "message": f"{field} contains a NUL character",
+                                     "details": {"field": field}})
+            return
         limit = self._limit(scope["path"])
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -33,22 +41,33 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge()
+                # An HTTPException passes through FastAPI's body reader untouched (anything
+                # else becomes a 400 parse error) and the error table renders it as 413.
+                raise HTTPException(413, f"request body over {limit} bytes")
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _too_large(send, limit)
+        await self.app(scope, counted, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _nul_field(scope: Scope) -> str | None:
+    """The path or query parameter carrying a NUL, if any: no address, id or query may hold
+    one, and PostgreSQL text refuses it."""
+    if "\x00" in scope["path"]:
+        return "path"
+    query = scope.get("query_string", b"").decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or "query"
+    return None
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    body = json.dumps({"error": {"code": "payload_too_large", "message": f"request body over {limit} bytes",
-                                 "details": {"limit": limit}}}).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _reply(send, 413, {"code": "payload_too_large", "message": f"request body over {limit} bytes",
+                             "details": {"limit": limit}})
+
+
+async def _reply(send: Any, status: int, error: dict[str, Any]) -> None:
+    body = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """No JSON string may carry NUL: no field means it, and PostgreSQL text refuses it."""
+        if _contains_nul(data):
+            raise ValueError("text fields may not contain NUL characters")
+        return data
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
 
 
 class DomainCreate(Body):
@@ -42,3 +61,131 @@ class TokenCreate(Body):
     scopes: list[StrictStr]
     mailboxes: list[StrictStr] = Field(description="Mailbox addresses, or ['*'] for all.")
     expires_at: datetime | None = None
+
+
+# -- Domains and DNS: response shapes (documented in OpenAPI; the service builds the dicts) ------
+
+
+class DnsRecordOut(BaseModel):
+    type: str = Field(description="MX or TXT.")
+    host: str = Field(description="Absolute name without the final dot.")
+    value: str = Field(description="MX: the exchange host; TXT: the whole value (split at 255 bytes when published).")
+    purpose: str = Field(description="inbound | spf | dkim | dmarc | mail_from")
+    ttl: int
+    priority: int | None = Field(description="MX preference; null for TXT.")
+    selector: str | None = Field(description="DKIM selector; null for other records.")
+
+
+class DnsPlanOut(BaseModel):
+    domain: str
+    records: list[DnsRecordOut]
+    zone: str | None = Field(None, description="BIND zone snippet (only with ?format=zone).")
+
+
+class RecordStatusOut(DnsRecordOut):
+    status: str = Field(description="ok | missing | mismatch")
+    expected: str = Field(description="What the check wants to find (MX as 'preference host').")
+    found: list[str] = Field(description="What DNS served at this host and type.")
+    hint: str | None = Field(description="What to change; null when the record is ok.")
+    warnings: list[str] = Field(description="Things that do not block readiness.")
+
+
+class Readiness(BaseModel):
+    inbound_ready: bool
+    outbound_ready: bool
+    provider_approved: bool
+
+
+class DomainStatusOut(BaseModel):
+    domain: str
+    records: list[RecordStatusOut]
+    readiness: Readiness
+    checked_at: str
+
+
+class DkimKeyOut(BaseModel):
+    selector: str
+    algorithm: str = Field(description="rsa | ed25519")
+    status: str = Field(description="active (signs) | retiring (still published) | retired")
+    public_key_b64: str
+    created_at: str
+    retired_at: str | None
+
+
+class DkimRotateOut(BaseModel):
+    domain: str
+    created: list[str] = Field(description="Selectors of the new active keys.")
+    retiring: list[str] = Field(description="Selectors now retiring (published, no longer signing).")
+    retired: list[str] = Field(description="Selectors no longer published.")
+    keys: list[DkimKeyOut]
+    records: list[DnsRecordOut] = Field(description="The DKIM records to publish now.")
+
+
+
+# -- Inbound simulate (issue 3) ----------------------------------------------------------------
+
+
+class InboundSimulate(Body):
+    """Raw MIME plus an SMTP envelope; exactly one of `raw` / `raw_base64`."""
+
+    raw: StrictStr | None = Field(None, description="The message as text (sent as its UTF-8 bytes).")
+    raw_base64: StrictStr | None = Field(None, description="The message bytes, base64 (exact bytes, any charset).")
+    recipients: list[StrictStr] = Field(description="RCPT TO addresses (1-100), routed like the MX routes them.")
+    mail_from: StrictStr = Field("", description="MAIL FROM reverse-path without brackets; empty for bounces.")
+    client_ip: StrictStr | None = Field(None, description="The connecting IP the SPF check uses.")
+    helo: StrictStr | None = Field(None, description="The HELO/EHLO name.")
+
+
+# -- Retention, abuse and privacy (issue 7) ------------------------------------------------------
+
+
+class LegalHoldUpdate(Body):
+    hold: StrictBool = Field(description="true: retention and purge leave the mailbox untouched until released.")
+
+
+class RetentionRun(Body):
+    as_of: datetime | None = Field(None, description="Run as if it were this time (ISO 8601 with a timezone); "
+                                                     "default now.")
+
+
+# -- Drafts and sending (issue 4) ----------------------------------------------------------------
+
+Recipients = list[StrictStr]
+_RECIPIENTS = "Addresses: `alice@example.com` or `Alice <alice@example.com>`."
+
+
+class DraftCreate(Body):
+    mailbox: StrictStr = Field(description="The sending mailbox (must be in the token's grants).")
+    to: Recipients = Field(default_factory=list, description=_RECIPIENTS)
+    cc: Recipients = Field(default_factory=list, description=_RECIPIENTS)
+    bcc: Recipients = Field(default_factory=list, description=_RECIPIENTS + " Never written into the message.")
+    subject: StrictStr = ""
+    text: StrictStr | None = Field(None, description="Plain-text body.")
+    html: StrictStr | None = Field(None, description="HTML body (sent as multipart/alternative with the text).")
+
+
+class DraftUpdate(Body):
+    """Only the fields given change."""
+
+    to: Recipients | None = None
+    cc: Recipients | None = None
+    bcc: Recipients | None = None
+    subject: StrictStr | None = None
+    text: StrictStr | None = None
+    html: StrictStr | None = None
+
+
+class ReplyCreate(Body):
+    text: StrictStr | None = Field(None, description="Plain-text body of the reply (nothing is quoted).")
+    html: StrictStr | None = None
+    reply_all: StrictBool = Field(False, description="Also copy the parent's To and Cc (minus this mailbox).")
+
+
+class SendDirect(Body):
+    mailbox: StrictStr = Field(description="The sending mailbox.")
+    to: Recipients = Field(description=_RECIPIENTS)
+    cc: Recipients = Field(default_factory=list)
+    bcc: Recipients = Field(default_factory=list)
+    subject: StrictStr = ""
+    text: StrictStr | None = None
+    html: StrictStr | None = None

@@ -1,0 +1,120 @@
+"""Agent-sized results (SPEC §7): one central cap on every tool result.
+
+Tools build a payload tree (plain JSON values plus `BodyWindow`s) and `fit` turns it into the
+CallToolResult: compact JSON as text content plus the same object as structured content. The
+whole serialized result is measured; while it is over the cap, every body window is cut to a
+shrinking common budget (longest bodies first), and the payload says so. Each cut body keeps
+an exact `next_offset` to read on with `read_message`. When even empty bodies do not fit,
+`fit` answers None and the caller asks the service for a smaller page.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic_core
+from mcp_types import CallToolResult, TextContent
+
+from litemx.adapters.mcp.fence import Fence
+from litemx.adapters.mcp.trim import Segment, cut, segments
+
+# ~20k tokens at ~4 bytes a token; the JSON-RPC envelope around the result gets the slack.
+RESULT_BYTES = 80_000
+TARGET_BYTES = RESULT_BYTES - 1_000
+SHRINK_FLOOR = 0.8  # each round cuts the body budget by at least a fifth
+SIZE_NOTE = ("Bodies were cut to keep this answer under ~80 KB (~20k tokens). Each cut body has a "
+             "`next_offset`: call read_message with that message_id and offset to read on.")
+
+
+@dataclass
+class BodyWindow:
+    """One window of a stored body as the service served it, possibly trimmed, cut to a budget."""
+
+    offset: int  # stored offset where the service's window starts
+    length: int  # length of the whole stored body
+    parts: list[Segment]
+    window_chars: int  # characters the service served
+    service_next: int | None  # the service's next_offset (None: the window reached the end)
+    kind: str = "text"
+    budget: int | None = field(default=None)
+
+    @classmethod
+    def from_chunk(cls, chunk: dict[str, Any], trim: bool, kind: str = "text") -> BodyWindow:
+        """From a service body window: {content, offset, length, next_offset}."""
+        content = str(chunk.get("content") or "")
+        return cls(int(chunk.get("offset") or 0), int(chunk.get("length") or 0), segments(content, trim),
+                   len(content), chunk.get("next_offset"), kind)
+
+    def shown_chars(self) -> int:
+        return sum(len(p.shown) for p in cut(self.parts, self.budget)[0])
+
+    def cut_for_size(self) -> bool:
+        return cut(self.parts, self.budget)[1] < self.window_chars
+
+    def render(self, fence: Fence) -> dict[str, Any]:
+        shown, end = cut(self.parts, self.budget)
+        next_offset = self.offset + end if end < self.window_chars else self.service_next
+        view: dict[str, Any] = {
+            "format": self.kind, "content": fence.wrap("".join(p.shown for p in shown)),
+            "offset": self.offset, "length": self.length, "next_offset": next_offset,
+            "truncated": next_offset is not None,
+        }
+        if any(not p.kept for p in shown):
+            view["quotes_trimmed"] = True
+        return view
+
+
+def render(tree: Any, fence: Fence) -> Any:
+    """The payload tree as JSON values (body windows rendered and fenced)."""
+    if isinstance(tree, BodyWindow):
+        return tree.render(fence)
+    if isinstance(tree, dict):
+        return {k: render(v, fence) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [render(v, fence) for v in tree]
+    return tree
+
+
+def windows(tree: Any) -> list[BodyWindow]:
+    if isinstance(tree, BodyWindow):
+        return [tree]
+    if isinstance(tree, dict):
+        return [w for v in tree.values() for w in windows(v)]
+    if isinstance(tree, list):
+        return [w for v in tree for w in windows(v)]
+    return []
+
+
+def as_result(payload: dict[str, Any], *, is_error: bool = False) -> CallToolResult:
+    """Structured content plus the same object as compact JSON text (for clients that read text)."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=payload,
+                          is_error=is_error)
+
+
+def result_bytes(result: CallToolResult) -> int:
+    """Bytes of the result as it goes on the wire (UTF-8 JSON)."""
+    return len(pydantic_core.to_json(result.model_dump(by_alias=True, mode="json", exclude_none=True)))
+
+
+def fit(tree: dict[str, Any], fence: Fence) -> CallToolResult | None:
+    """The result under the cap, bodies cut as needed; None when no body budget is small enough."""
+    result, size = _build(tree, fence)
+    bodies = windows(tree)
+    budget = max((w.shown_chars() for w in bodies), default=0)
+    while size > TARGET_BYTES and bodies and budget > 0:
+        budget = int(budget * min(SHRINK_FLOOR, TARGET_BYTES / size))
+        for w in bodies:
+            w.budget = budget
+        result, size = _build(tree, fence)
+    return result if size <= TARGET_BYTES else None
+
+
+def _build(tree: dict[str, Any], fence: Fence) -> tuple[CallToolResult, int]:
+    payload = render(tree, fence)
+    if any(w.cut_for_size() for w in windows(tree)):
+        payload["size_note"] = SIZE_NOTE
+    result = as_result(payload)
+    return result, result_bytes(result)

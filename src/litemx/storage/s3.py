@@ -1,0 +1,121 @@
+"""Content-addressed blob store on S3 or any S3-compatible endpoint (`LITEMX_BLOB_URL=s3://bucket/prefix`).
+
+Same contract as the file store: the key is the SHA-256 hex of the content, so storing the
+same bytes twice yields the same object and a key can always be re-verified. Objects live at
+`<prefix>/<k[:2]>/<k[2:4]>/<k>` (the same fan-out as on disk, which keeps listings readable).
+
+S3 PUT is atomic and durable once it answers 200, which is what `250` after DATA needs.
+put() always writes, even when the object exists: a re-PUT of identical bytes is harmless and
+refreshes the object's modification time, so a concurrent retention sweep is less likely to
+remove a blob a new message has just claimed (docs/retention-and-privacy.md, "Blobs are shared").
+
+Credentials and region come from boto3's usual chain (environment, config files, instance
+role); `LITEMX_S3_ENDPOINT` points it at MinIO, moto, Ceph, R2 or similar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from litemx.errors import InvalidRequest, Unavailable
+
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix").
+
+    Raises: InvalidRequest naming `blob_url` when there is no bucket.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise InvalidRequest(f"blob URL {url!r} must look like s3://bucket/prefix", {"field": "blob_url"})
+    return parts.netloc, parts.path.strip("/")
+
+
+class S3BlobStore:
+    """The BlobStore port over one bucket and key prefix."""
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client: Any = None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        # Path-style addressing: S3-compatible servers on a host:port rarely do virtual hosts.
+        self.client = client or boto3.client(
+            "s3", endpoint_url=endpoint_url or None,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}))
+
+    @classmethod
+    def from_url(cls, url: str, endpoint_url: str | None = None) -> S3BlobStore:
+        """Raises: InvalidRequest for a malformed URL."""
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, endpoint_url)
+
+    def object_key(self, key: str) -> str:
+        """Where blob `key` lives in the bucket. Raises: KeyError for a key that is not a SHA-256 hex."""
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise KeyError(key)
+        path = f"{key[:2]}/{key[2:4]}/{key}"
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def put(self, data: bytes) -> str:
+        """Raises: Unavailable when the store cannot be reached or refuses the write."""
+        key = hashlib.sha256(data).hexdigest()
+        with _translated():
+            self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data,
+                                   ContentType="application/octet-stream")
+        return key
+
+    def get(self, key: str) -> bytes:
+        """Raises: KeyError when absent, Unavailable when the store fails."""
+        with _translated(missing=key):
+            response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+            return bytes(response["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        """Raises: Unavailable when the store fails."""
+        try:
+            with _translated(missing=key):
+                self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except KeyError:
+            return False
+        return True
+
+    def delete(self, key: str) -> bool:
+        """True when an object was removed (S3 DELETE itself never says, so HEAD first).
+
+        Raises: Unavailable when the store fails.
+        """
+        if not self.exists(key):
+            return False
+        with _translated():
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+        return True
+
+
+class _translated:
+    """Map botocore failures onto the port's vocabulary: KeyError for a missing object,
+    Unavailable (503) for everything else, never a botocore type crossing the boundary."""
+
+    def __init__(self, missing: str | None = None):
+        self.missing = missing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if self.missing is not None and code in _MISSING:
+                raise KeyError(self.missing) from None
+            raise Unavailable(f"the blob store refused the request ({code or 'error'})") from None
+        if isinstance(exc, BotoCoreError):
+            raise Unavailable(f"the blob store is unreachable ({type(exc).__name__})") from None
+        return False

@@ -1,0 +1,122 @@
+"""The S3 blob store (`LITEMX_BLOB_URL=s3://bucket/prefix` + `LITEMX_S3_ENDPOINT`) against moto's
+S3-compatible server on a loopback port: the BlobStore contract, the whole inbound pipeline on
+it, and retention deleting blobs there too."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from litemx.app import build_blob_store, build_services
+from litemx.errors import InvalidRequest, Unavailable
+from litemx.storage import messages_repo
+from litemx.storage.s3 import S3BlobStore, parse_s3_url
+from tests.support.inbox import Mail
+from tests.support.live import free_port
+from tests.support.retention_helpers import SUPPORT, T0, days, host, ingest
+
+BUCKET = "litemx-test"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """A fresh, empty bucket and dummy credentials (moto accepts any)."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    client.delete_bucket(Bucket=BUCKET)
+
+
+def _objects(client) -> set[str]:
+    listed = client.list_objects_v2(Bucket=BUCKET)
+    return {item["Key"] for item in listed.get("Contents", [])}
+
+
+def test_the_s3_store_keeps_the_content_addressed_contract(s3, s3_endpoint):
+    store = S3BlobStore.from_url(f"s3://{BUCKET}/mail/blobs", s3_endpoint)
+    data = b"raw message bytes \x00\xff"
+    key = store.put(data)
+    assert key == hashlib.sha256(data).hexdigest() and store.put(data) == key
+    assert _objects(s3) == {f"mail/blobs/{key[:2]}/{key[2:4]}/{key}"}
+    assert store.get(key) == data and store.exists(key)
+    assert store.delete(key) is True and store.delete(key) is False
+    assert not store.exists(key)
+    with pytest.raises(KeyError):
+        store.get(key)
+    with pytest.raises(KeyError):
+        store.get("../../etc/passwd")
+
+
+def test_an_unreachable_or_missing_bucket_is_unavailable_not_a_crash(s3_endpoint, s3):
+    with pytest.raises(Unavailable):
+        S3BlobStore("no-such-bucket", "", s3_endpoint).put(b"x")
+    nobody = f"http://127.0.0.1:{free_port()}"  # a closed loopback port
+    dead = S3BlobStore(BUCKET, "", client=boto3.client("s3", endpoint_url=nobody,
+                                                       config=Config(retries={"max_attempts": 1}, connect_timeout=1)))
+    with pytest.raises(Unavailable):
+        dead.get("a" * 64)
+
+
+def test_blob_urls_are_parsed_and_chosen_by_scheme(settings, s3_endpoint, s3):
+    assert parse_s3_url("s3://bucket/a/b/") == ("bucket", "a/b")
+    assert parse_s3_url("s3://bucket") == ("bucket", "")
+    with pytest.raises(InvalidRequest):
+        parse_s3_url("s3:///prefix")
+    store = build_blob_store(settings.with_(blob_url=f"s3://{BUCKET}/p", s3_endpoint=s3_endpoint))
+    assert isinstance(store, S3BlobStore) and store.prefix == "p"
+    with pytest.raises(InvalidRequest):
+        build_blob_store(settings.with_(blob_url="ftp://x"))
+
+
+@pytest.fixture
+def s3_services(settings, clock, s3_endpoint, s3):
+    svc = build_services(settings.with_(blob_url=f"s3://{BUCKET}/litemx", s3_endpoint=s3_endpoint), clock=clock,
+                         migrate=False)
+    yield svc
+    svc.close()
+
+
+def test_mail_lands_in_s3_and_retention_deletes_it_there(s3_services, s3, tenant, clock):
+    services = s3_services
+    clock.current = T0
+    acme = host(services, tenant.token)
+    pdf = b"%PDF-1.4 " + bytes(range(256)) * 4
+    old = ingest(services, clock, T0, Mail(subject="Old", text="gone soon", to=SUPPORT,
+                                           files=[("x.pdf", "application/pdf", pdf)]))[0]
+    new = ingest(services, clock, T0 + days(50), Mail(subject="New", text="stays", to=SUPPORT))[0]
+    stored = _objects(s3)
+    assert len(stored) == 3  # two raw messages and one attachment
+
+    result = services.retention.run(acme, T0 + days(70))
+
+    assert result["counts"]["messages_cleaned"] == 1 and result["counts"]["blobs_deleted"] == 2
+    left = _objects(s3)
+    assert len(left) == 1
+    with services.infra.db.read() as conn:
+        kept = messages_repo.message_by_id(conn, new)
+        gone = messages_repo.message_by_id(conn, old)
+    assert left == {f"litemx/{kept['raw_key'][:2]}/{kept['raw_key'][2:4]}/{kept['raw_key']}"}
+    assert gone["raw_key"] is None and gone["subject"] == "Old"
+    assert b"Subject: New" in services.infra.blobs.get(kept["raw_key"])
