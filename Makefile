@@ -31,3 +31,8 @@ test: install-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Benchmarks (bench/README.md): prints figures and rewrites bench/RESULTS.md; never part of `make test`.
+.PHONY: bench
+bench: install-dev
+	BENCH_PYTHON=$(PY) bench/run

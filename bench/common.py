@@ -1,0 +1,397 @@
+"""Shared helpers for the LiteMX benchmarks: child processes, loopback ports, a stub DNS server,
+a `litemx serve` fixture, percentiles, machine description and result files.
+
+Rules every benchmark follows: loopback addresses only; every loop bounded in count and time;
+every child process started here is killed (by its own process group id) at the end.
+Nothing here asserts on timing: benchmarks print figures.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+WORK = Path(os.environ.get("BENCH_WORK", "/tmp/litemx-bench"))
+RESULTS = WORK / "results"
+LITEMX = [sys.executable, "-m", "litemx.adapters.cli"]
+DOMAIN = "bench.example"
+MAILBOXES = ("support", "hello", "billing")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+# --------------------------------------------------------------------------- child processes
+
+_children: list[subprocess.Popen[Any]] = []
+
+
+def spawn(cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start a child in its own process group (so it and its children are killed together)."""
+    proc = subprocess.Popen(list(cmd), start_new_session=True, **kwargs)
+    _children.append(proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+    """Signal the child's process group (its pid is the group id), wait, then SIGKILL it."""
+    if proc.poll() is None:
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    if proc in _children:
+        _children.remove(proc)
+    return proc.returncode
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_all() -> None:
+    for proc in list(_children):
+        stop(proc, grace=5.0)
+
+
+atexit.register(stop_all)
+
+
+def _on_term(signum: int, _frame: Any) -> None:
+    stop_all()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_term)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of one process in MB (psutil when installed, else /proc)."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+
+        return float(psutil.Process(pid).memory_info().rss) / 2**20
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - the process may be gone
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- py-spy
+
+
+def start_profiler(pid: int | None, name: str = "ingest") -> tuple[subprocess.Popen[Any], Path] | None:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if pid is None or not Path(py_spy).exists():
+        say("profile: py-spy not found (pip install py-spy); skipping")
+        return None
+    out = WORK / "profile" / f"{name}.collapsed"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = spawn([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--threads",
+                  "--output", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # let py-spy attach before the load starts
+    return proc, out
+
+
+def stop_profiler(profiler: tuple[subprocess.Popen[Any], Path], focus: str | None = None) -> dict[str, Any]:
+    proc, out = profiler
+    stop(proc, grace=30.0, sig=signal.SIGINT)  # SIGINT: py-spy writes its output and exits
+    import profile_report
+
+    return profile_report.summarise(out, focus=focus)
+
+
+# --------------------------------------------------------------------------- stub DNS
+
+
+class StubDns:
+    """A loopback UDP DNS server that answers NXDOMAIN to everything, instantly.
+
+    `litemx serve` evaluates SPF/DKIM/DMARC for every message; pointing LITEMX_DNS_SERVERS here
+    keeps every lookup on the machine (and out of the measurement's noise) while still running
+    the whole verdict code path. Real DNS latency is not part of these figures.
+    """
+
+    def __init__(self, delay_ms: float | None = None) -> None:
+        # BENCH_DNS_DELAY_MS simulates resolver latency (each answer is sent that much later).
+        self.delay = (env_float("BENCH_DNS_DELAY_MS", 0.0) if delay_ms is None else delay_ms) / 1000
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.queries = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="stub-dns", daemon=True)
+
+    def __enter__(self) -> StubDns:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            reply = _nxdomain(data)
+            if reply:
+                self.queries += 1
+                if self.delay > 0:
+                    threading.Timer(self.delay, self._send, (reply, peer)).start()
+                else:
+                    self._send(reply, peer)
+
+    def _send(self, reply: bytes, peer: Any) -> None:
+        try:
+            self.sock.sendto(reply, peer)
+        except OSError:
+            pass
+
+
+def _nxdomain(query: bytes) -> bytes | None:
+    if len(query) < 12:
+        return None
+    qid, flags, qdcount = struct.unpack("!HHH", query[:6])
+    end = 12
+    for _ in range(qdcount):  # walk the question names (uncompressed in queries)
+        while end < len(query) and query[end] != 0:
+            end += query[end] + 1
+        end += 5
+    rd = flags & 0x0100
+    header = struct.pack("!HHHHHH", qid, 0x8000 | rd | 0x0080 | 3, qdcount, 0, 0, 0)  # QR, RA, NXDOMAIN
+    return header + query[12:end]
+
+
+# --------------------------------------------------------------------------- litemx serve
+
+
+class LitemxServer:
+    """`litemx serve` as a user runs it: its own process, a data dir, loopback ports."""
+
+    def __init__(self, data_dir: Path, dns: str, *, fresh: bool = True, extra_env: dict[str, str] | None = None,
+                 log_level: str = "warning"):
+        self.data_dir = data_dir
+        if fresh and data_dir.exists():
+            shutil.rmtree(data_dir)
+        self.http_port = free_port()
+        self.smtp_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.env = {**os.environ, "LITEMX_DATA_DIR": str(data_dir), "LITEMX_HTTP": f"127.0.0.1:{self.http_port}",
+                    "LITEMX_SMTP": f"127.0.0.1:{self.smtp_port}", "LITEMX_DNS_SERVERS": dns,
+                    "LITEMX_HOSTNAME": "mx.bench.example", "LITEMX_LOG_LEVEL": log_level, **(extra_env or {})}
+        self.env.pop("LITEMX_DATABASE_URL", None)
+        self.proc: subprocess.Popen[Any] | None = None
+        self.token: str | None = None
+        self.log_path = WORK / "logs" / f"litemx-{self.http_port}.log"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "litemx.db"
+
+    def create_account(self, name: str = "bench", plan: str = "scale") -> str:
+        made = subprocess.run([*LITEMX, "accounts", "create", name, "--plan", plan, "--json"], env=self.env,
+                              capture_output=True, check=True, timeout=120)
+        self.token = str(json.loads(made.stdout)["token"])
+        return self.token
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = spawn([*LITEMX, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        import httpx
+
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"litemx serve exited early ({self.proc.returncode}); see {self.log_path}")
+            try:
+                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                    wait_port(self.smtp_port, 10, self.proc)
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("litemx serve did not answer /api/health in time")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def setup_mailboxes(self, domain: str = DOMAIN, locals_: Iterable[str] = MAILBOXES) -> None:
+        """Through the REST API, as a founder would: one domain, the role mailboxes."""
+        import httpx
+
+        with httpx.Client(base_url=self.url, headers=self.headers(), timeout=30) as client:
+            client.post("/api/domains", json={"name": domain}).raise_for_status()
+            for local in locals_:
+                client.post("/api/mailboxes", json={"address": f"{local}@{domain}"}).raise_for_status()
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        code = stop(self.proc, grace=20.0)
+        self.proc = None
+        return code
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+
+def sqlite_ro(path: Path) -> sqlite3.Connection:
+    """A read-only connection for polling a live server's database (WAL: never blocks it)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def count_processed(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """(messages rows, FTS-indexed docs, queue rows not yet done) in a live LiteMX database."""
+    messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    try:
+        indexed = conn.execute("SELECT count(*) FROM message_fts_docsize").fetchone()[0]
+    except sqlite3.OperationalError:
+        indexed = -1
+    pending = conn.execute("SELECT count(*) FROM inbound_queue WHERE status = 'pending'").fetchone()[0]
+    return int(messages), int(indexed), int(pending)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of unsorted values; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(round(p / 100 * len(ordered) + 0.5))))
+    return ordered[rank - 1]
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms) if ms else float("nan")}
+
+
+def loadavg() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    disk = "unknown"
+    try:
+        out = subprocess.run(["df", "-hT", str(WORK.parent if not WORK.exists() else WORK)], capture_output=True,
+                             text=True, timeout=10).stdout.splitlines()
+        if len(out) > 1:
+            parts = out[1].split()
+            disk = f"{parts[1]} on {parts[6]} ({parts[0]})"
+    except (OSError, subprocess.SubprocessError, IndexError):
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "mem_gb": mem_gb, "kernel": platform.release(),
+            "python": platform.python_version(), "sqlite": sqlite3.sqlite_version, "work_fs": disk}
+
+
+def save(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    return path
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "n/a"
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def say(*parts: Any) -> None:
+    print(*parts, flush=True)
