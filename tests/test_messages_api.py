@@ -341,3 +341,15 @@ def test_simulate_is_admin_only_and_validates_its_body(api, services):
                         "invalid_request")["details"]["field"] == "raw_base64"
     assert count(services, messages) == 0
 
+
+
+
+def test_a_mailbox_that_still_holds_mail_is_not_deleted_until_purged(api, services):
+    send(services, Mail())
+    refused = api.client.delete("/api/mailboxes/support@acme.example", headers=api.headers)
+    assert_error(refused, 409, "conflict")
+    assert refused.json()["error"]["details"]["reason"] == "mailbox_not_empty"
+    assert count(services, messages) == 1
+    assert api.client.post("/api/mailboxes/support@acme.example/purge", headers=api.headers).status_code == 200
+    gone = api.client.delete("/api/mailboxes/support@acme.example", headers=api.headers)
+    assert gone.status_code == 200 and count(services, messages) == 0

@@ -122,6 +122,11 @@ class DirectoryService(ServiceBase):
     def delete_mailbox(self, caller: Caller, address: str) -> dict[str, Any]:
         with self.db.write() as conn:
             row = self.visible_mailbox(conn, caller, address)
+            if repo.mailbox_has_messages(conn, row["id"]):
+                # Deleting would drop mail silently (and leave blobs and index entries behind):
+                # the owner exports and purges first, each an explicit, audited step.
+                raise Conflict(f"{row['address']} still holds messages; export and purge it first "
+                               "(litemx mailboxes export / purge)", {"reason": "mailbox_not_empty"})
             repo.delete_mailbox(conn, row["id"])
             self.audit(conn, caller, "mailbox.delete", resource_type="mailbox", resource_id=row["id"],
                        mailbox=row["address"])

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from litemx.storage.pagination import Page, PageResult, finish
 from litemx.storage.repo import add, by_column, many, one
-from litemx.storage.schema import alias_targets, aliases, catchalls, domains, mailboxes
+from litemx.storage.schema import alias_targets, aliases, catchalls, domains, mailboxes, messages
 
 
 def domain_by_name(conn: Connection, name: str) -> dict[str, Any] | None:
@@ -60,6 +60,10 @@ def list_mailboxes(conn: Connection, account_id: str, p: Page, only: frozenset[s
 
 def update_mailbox(conn: Connection, mailbox_id: str, values: dict[str, Any]) -> None:
     conn.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(**values))
+
+
+def mailbox_has_messages(conn: Connection, mailbox_id: str) -> bool:
+    return one(conn, select(messages.c.seq).where(messages.c.mailbox_id == mailbox_id).limit(1)) is not None
 
 
 def delete_mailbox(conn: Connection, mailbox_id: str) -> None:
