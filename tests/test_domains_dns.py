@@ -471,6 +471,19 @@ def test_the_recheck_worker_runs_a_pass_and_can_be_turned_off(api, services, dns
     assert domain_row(services)["inbound_ready"] is True
 
 
+
+def test_two_nodes_share_one_recheck_schedule(api, services, dns):
+    publish(dns, plan(api)["records"])
+
+    async def scenario() -> list[Any]:
+        first = DnsRecheckWorker(services, interval_seconds=3600, holder="node-a")
+        second = DnsRecheckWorker(services, interval_seconds=3600, holder="node-b")
+        return [await first.run_once(), await second.run_once(), await first.run_once()]
+
+    ran = asyncio.run(scenario())
+    assert ran[0] == {"checked": 1, "changed": 0, "unavailable": 0}
+    assert ran[1:] == [None, None]  # the pass is done for this interval, whichever node asks
+
 # -- settings -------------------------------------------------------------------------------
 
 def test_the_new_settings_come_from_the_environment():

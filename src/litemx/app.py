@@ -17,6 +17,7 @@ from litemx.service.directory import DirectoryService
 from litemx.service.domains_dns import DomainDnsService
 from litemx.service.drafts import DraftService
 from litemx.service.inbound import InboundService
+from litemx.service.jobs import JobService
 from litemx.service.messages import MessageService
 from litemx.service.retention import RetentionService
 from litemx.service.routing import RoutingService
@@ -48,8 +49,10 @@ class Services:
     sending: SendService = field(init=False)
     bounces: BounceService = field(init=False)
     outbound: OutboundService = field(init=False)
+    jobs: JobService = field(init=False)
 
     def __post_init__(self) -> None:
+        self.jobs = JobService(self.infra)
         self.retention = RetentionService(self.infra, self.directory)
         self.abuse = AbuseService(self.infra, self.directory)
         self._wire_sending()

@@ -78,11 +78,17 @@ class InboundWorker:
 class DnsRecheckWorker:
     """Re-checks every domain's DNS records every `dns_recheck_seconds` (0 turns it off), so
     readiness follows DNS changes nobody asked about and each change lands in the audit log
-    (`domain.dns_changed`)."""
+    (`domain.dns_changed`). Every node polls; the `dns_recheck` job lease lets one of them run
+    each due pass, so several nodes never audit the same change twice."""
 
-    def __init__(self, services: Services, interval_seconds: float | None = None):
+    JOB = "dns_recheck"
+    LEASE = timedelta(minutes=15)
+
+    def __init__(self, services: Services, interval_seconds: float | None = None, holder: str | None = None):
         self.services = services
         self.interval = services.infra.settings.dns_recheck_seconds if interval_seconds is None else interval_seconds
+        self.poll = min(max(self.interval, 1), 300)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # Cancelling the task cannot stop its thread; this tells the pass to stop between domains.
         self.stopping = threading.Event()
 
@@ -92,20 +98,34 @@ class DnsRecheckWorker:
             return
         while True:
             await self.run_once()
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.poll)
 
     async def run_once(self) -> dict[str, int] | None:
-        """One pass; a failed pass is logged and the next one runs on schedule."""
+        """One pass if it is due and ours; a failed pass is logged and the next one runs on schedule."""
         try:
-            summary = await asyncio.to_thread(self.services.domains_dns.recheck_all, self.stopping.is_set)
+            summary = await asyncio.to_thread(self._pass)
         except asyncio.CancelledError:
             self.stopping.set()
             raise
         except Exception:  # noqa: BLE001 - top-level handler: a database hiccup must not end the loop
             log.exception("DNS re-check pass failed")
             return None
-        log.info("DNS re-check: %(checked)d checked, %(changed)d changed, %(unavailable)d unavailable", summary)
+        if summary is not None:
+            log.info("DNS re-check: %(checked)d checked, %(changed)d changed, %(unavailable)d unavailable",
+                     summary)
         return summary
+
+    def _pass(self) -> dict[str, int] | None:
+        jobs = self.services.jobs
+        if not jobs.claim(self.JOB, self.holder, self.LEASE, timedelta(seconds=self.interval)):
+            return None
+        ran = False
+        try:
+            summary = self.services.domains_dns.recheck_all(self.stopping.is_set)
+            ran = True
+            return summary
+        finally:
+            jobs.finish(self.JOB, self.holder, ran=ran)
 
 
 class RetentionWorker:

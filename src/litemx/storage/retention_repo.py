@@ -20,10 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Column, Connection, Table, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from litemx.storage import messages_repo
+from litemx.storage.jobs_repo import claim_job, finish_job, renew_job  # noqa: F401 - the retention job's lease
 from litemx.storage.repo import many
 from litemx.storage.schema import (
     accounts,
@@ -31,7 +30,6 @@ from litemx.storage.schema import (
     audit_events,
     drafts,
     inbound_queue,
-    job_locks,
     mailboxes,
     messages,
     metadata,
@@ -268,41 +266,6 @@ def audit_page(conn: Connection, account_id: str, address: str, after_id: int, l
 
 
 # --------------------------------------------------------------------------- periodic-job lock
-
-
-def claim_job(conn: Connection, name: str, holder: str, now: datetime, lease: timedelta,
-              every: timedelta) -> bool:
-    """Take the job's lease when it is free and due; True when this holder got it.
-
-    The same lease pattern as the inbound queue, on one row per job: the conditional UPDATE
-    is atomic on both databases (PostgreSQL re-checks the WHERE after a concurrent writer
-    commits), so across any number of nodes exactly one wins, and `last_run_at` makes the
-    cadence cluster-wide rather than per node.
-    """
-    _ensure_job_row(conn, name)
-    free = or_(job_locks.c.leased_until.is_(None), job_locks.c.leased_until <= now, job_locks.c.holder == holder)
-    due = or_(job_locks.c.last_run_at.is_(None), job_locks.c.last_run_at <= now - every)
-    result = conn.execute(update(job_locks).where(job_locks.c.name == name, free, due)
-                          .values(holder=holder, leased_until=now + lease))
-    return int(result.rowcount or 0) == 1
-
-
-def renew_job(conn: Connection, name: str, holder: str, until: datetime) -> bool:
-    result = conn.execute(update(job_locks).where(job_locks.c.name == name, job_locks.c.holder == holder)
-                          .values(leased_until=until))
-    return int(result.rowcount or 0) == 1
-
-
-def finish_job(conn: Connection, name: str, holder: str, at: datetime, *, ran: bool) -> None:
-    values: dict[str, Any] = {"leased_until": None}
-    if ran:
-        values["last_run_at"] = at
-    conn.execute(update(job_locks).where(job_locks.c.name == name, job_locks.c.holder == holder).values(**values))
-
-
-def _ensure_job_row(conn: Connection, name: str) -> None:
-    build = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(build(job_locks).values(name=name).on_conflict_do_nothing(index_elements=["name"]))
 
 
 def _skip_locked(conn: Connection, stmt: Any) -> Any:
