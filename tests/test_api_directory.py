@@ -716,13 +716,14 @@ TEXTISH = st.one_of(st.text(max_size=60), st.from_regex(r"[a-zA-Z0-9.+_-]{0,12}@
 # Each live body route: a concrete path and its fields, so some examples get past the schema
 # into the service.
 FIELDS: dict[str, tuple[str, list[str]]] = {
-    "domains.create": ("/api/domains", ["name"]),
+    "domains.create": ("/api/domains", ["name", "dmarc_report"]),
     "mailboxes.create": ("/api/mailboxes", ["address", "display_name"]),
     "mailboxes.retention_set": (f"/api/mailboxes/{SUPPORT}/retention", ["days"]),
     "aliases.create": ("/api/aliases", ["address", "targets"]),
     "catchalls.set": (f"/api/catchalls/{DOMAIN}", ["mailbox"]),
     "tokens.create": ("/api/tokens", ["name", "scopes", "mailboxes", "expires_at"]),
     "domains.readiness": (f"/api/domains/{DOMAIN}/readiness", ["provider_approved"]),
+    "domains.dmarc": (f"/api/domains/{DOMAIN}/dmarc", ["report_address"]),
 }
 
 
@@ -788,3 +789,19 @@ def test_no_bytes_make_a_body_route_fail_with_a_500(api):
         run()
 
     each_case(list(FIELDS), check)
+
+
+def test_a_database_outage_answers_503_unavailable_not_500(services, client, tenant):
+    headers = {"Authorization": f"Bearer {tenant.token}"}
+    assert client.get("/api/mailboxes", headers=headers).status_code == 200
+    services.infra.db.engine.dispose()
+    good_url = services.infra.db.engine.url
+    from sqlalchemy import create_engine
+
+    # Point the pool at a closed port: every new connection is refused, as in a real outage.
+    broken = "sqlite:////nonexistent-dir/x.db" if good_url.get_backend_name() == "sqlite" else \
+        good_url.set(port=1).render_as_string(hide_password=False)
+    services.infra.db.engine = create_engine(broken)
+    response = client.get("/api/mailboxes", headers=headers)
+    assert response.status_code == 503 and response.json()["error"]["code"] == "unavailable"
+    assert response.headers["Retry-After"] == "5"

@@ -39,6 +39,7 @@ REQUESTS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
     "domains.dns_plan": ({"domain": DOMAIN}, None),
     "domains.readiness": ({"domain": DOMAIN}, {"provider_approved": True}),
     "domains.rotate_dkim": ({"domain": DOMAIN}, None),
+    "domains.dmarc": ({"domain": DOMAIN}, {"report_address": f"dmarc@{DOMAIN}"}),
     "mailboxes.list": ({}, None),
     "mailboxes.create": ({}, {"address": f"new@{DOMAIN}"}),
     "mailboxes.show": ({"mailbox": SUPPORT}, None),
@@ -380,6 +381,11 @@ GRANT_CASES = {
     "token granting every mailbox is forbidden": GrantCase(
         "POST", "/api/tokens", {"name": "t", "scopes": ["mailboxes:read"], "mailboxes": ["*"]}, 403, "forbidden"),
     "adding a domain needs every mailbox": GrantCase("POST", "/api/domains", {"name": "x.example"}, 403, "forbidden"),
+    "setting the DMARC report address needs every mailbox": GrantCase(
+        "PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": BILLING}, 403, "forbidden"),
+    "dmarc of an ungranted domain is missing": GrantCase(
+        "PUT", "/api/domains/beta.example/dmarc", {"report_address": None}, 404, "not_found",
+        "/api/domains/ghost.example/dmarc", {"report_address": None}),
     "setting a catchall needs every mailbox": GrantCase(
         "PUT", f"/api/catchalls/{DOMAIN}", {"mailbox": BILLING}, 403, "forbidden"),
     "revoking a wider token is forbidden": GrantCase("DELETE", "/api/tokens/{victim}", None, 403, "forbidden"),
@@ -442,6 +448,7 @@ CROSS_CASES = [
     CrossCase("domains.dns_plan", {"domain": DOMAIN}, {"domain": "ghost.example"}),
     CrossCase("domains.readiness", {"domain": DOMAIN}, {"domain": "ghost.example"}),
     CrossCase("domains.rotate_dkim", {"domain": DOMAIN}, {"domain": "ghost.example"}),
+    CrossCase("domains.dmarc", {"domain": DOMAIN}, {"domain": "ghost.example"}),
     CrossCase("catchalls.set", {"domain": DOMAIN}, {"domain": "ghost.example"}, body={"mailbox": None}),
     CrossCase("tokens.revoke", {"id": "{victim}"}, {"id": GHOST_TOKEN}),
     CrossCase("mailboxes.create", {}, {}, 422, "invalid_request",

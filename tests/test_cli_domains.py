@@ -92,3 +92,38 @@ def test_readiness_is_the_admins_word_and_refusals_are_one_line(cli):
         "error: forbidden: domains.readiness needs the account's admin token [missing_scope: admin]"]
     missing = cli("domains", "check", "ghost.example")
     assert missing.exit_code == 5 and missing.stderr.startswith("error: not_found:")
+
+
+def test_dmarc_report_address_on_add_and_with_domains_dmarc(cli, services):
+    added = as_json(cli("domains", "add", "rua.example", "--dmarc-report", "dmarc@rua.example", "--json"))
+    assert added["dmarc_report"] == "dmarc@rua.example"
+    [dmarc] = [r for r in as_json(cli("domains", "dns-plan", "rua.example", "--json"))["records"]
+               if r["purpose"] == "dmarc"]
+    assert dmarc["value"] == "v=DMARC1; p=none; rua=mailto:dmarc@rua.example"
+
+    out = cli("domains", "dmarc", DOMAIN, "--report", "agg@reports.example")
+    assert out.exit_code == 0, out.output
+    assert "DMARC record for acme.example" in out.stdout and "rua=mailto:agg@reports.example" in out.stdout
+    warning = next(line for line in out.stdout.splitlines() if line.startswith("warning: "))
+    assert f'{DOMAIN}._report._dmarc.reports.example "v=DMARC1"' in warning
+    plan_table = cli("domains", "dns-plan", DOMAIN)
+    assert plan_table.exit_code == 0 and warning in plan_table.stdout.splitlines()
+    zone = cli("domains", "dns-plan", DOMAIN, "--format", "zone")
+    assert f"; {DOMAIN}._report._dmarc.reports.example.\t3600\tIN\tTXT\t\"v=DMARC1\"" in zone.stdout
+
+    cleared = as_json(cli("domains", "dmarc", DOMAIN, "--no-report", "--json"))
+    assert (cleared["report_address"], cleared["warnings"]) == (None, [])
+    assert cleared["records"][0]["value"] == "v=DMARC1; p=none"
+    events = as_json(cli("audit", "list", "--action", "domain.dmarc", "--json"))["items"]
+    assert [(e["details"]["from"], e["details"]["to"], e["interface"]) for e in events] == [
+        ("agg@reports.example", None, "cli"), (None, "agg@reports.example", "cli")]
+
+
+def test_domains_dmarc_refuses_a_bad_address_and_needs_one_choice(cli):
+    bad = cli("domains", "dmarc", DOMAIN, "--report", "nope")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: invalid_request:")
+    assert bad.stderr.rstrip().endswith("[field: report_address]")
+    assert cli("domains", "add", "x.example", "--dmarc-report", "nope").stderr.rstrip().endswith(
+        "[field: dmarc_report]")
+    assert cli("domains", "dmarc", DOMAIN).exit_code == 2  # neither --report nor --no-report
+    assert cli("domains", "dmarc", DOMAIN, "--report", "a@b.example", "--no-report").exit_code == 2

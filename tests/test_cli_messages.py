@@ -108,3 +108,14 @@ def test_errors_are_one_line_with_the_code(cli, mail, client, tenant):
     _, secret = Api(client, tenant.token).token(["messages:search"], ["*"])
     refused = cli("threads", "list", token=secret)
     assert refused.exit_code == 4 and "messages:read" in refused.stderr
+
+
+def test_crlf_mail_reads_without_replacement_marks(cli, mail, services):
+    raw = (b"From: Bob <bob@sender.example>\r\nTo: support@acme.example\r\nSubject: Line endings\r\n"
+           b"Message-ID: <crlf@sender.example>\r\n\r\nFirst line.\r\nSecond line.\r\n")
+    from tests.support.inbox import deliver
+
+    [message_id] = deliver(services, raw, SUPPORT)
+    out = cli("messages", "read", message_id)
+    assert out.exit_code == 0, out.output
+    assert "First line.\nSecond line." in out.stdout and "\ufffd" not in out.stdout

@@ -20,6 +20,7 @@ from litemx.core.dnsplan import (
     plan_records,
     quote_character_string,
     render_zone,
+    report_authorization,
     split_character_strings,
     zone_line,
 )
@@ -154,3 +155,16 @@ def test_any_txt_value_round_trips_through_the_zone_format(value: str) -> None:
 @given(st.binary(max_size=300))
 def test_any_character_string_bytes_round_trip_through_quoting(chunk: bytes) -> None:
     assert _parse_txt(quote_character_string(chunk)) == [chunk]
+
+
+@pytest.mark.parametrize(("address", "host"), [
+    (None, None), ("dmarc@example.com", None), ("dmarc@reports.Example.com", None),  # same Organizational Domain
+    ("agg@reports.example.net", "example.com._report._dmarc.reports.example.net"),
+    ("mailto:agg@other.example", "example.com._report._dmarc.other.example"),
+])
+def test_a_report_address_on_another_domain_needs_the_rfc7489_authorisation(address, host) -> None:
+    record = report_authorization("Example.COM.", address)
+    if host is None:
+        assert record is None
+    else:
+        assert record == DnsRecord("TXT", host, "v=DMARC1", "dmarc", 3600)

@@ -353,6 +353,117 @@ def test_rotation_needs_domains_write_and_a_token_for_every_mailbox(api, service
     assert [k["status"] for k in key_rows(services)] == ["active"]
 
 
+# -- the DMARC report address (rua=) ----------------------------------------------------------
+
+def dmarc_value(api: Api, domain: str = DOMAIN) -> str:
+    [record] = [r for r in plan(api, domain)["records"] if r["purpose"] == "dmarc"]
+    return str(record["value"])
+
+
+def test_a_report_address_given_when_adding_the_domain_is_the_plans_rua(api, services):
+    since = last_audit_id(services)
+    created = api.ok("POST", "/api/domains", {"name": "rua.example", "dmarc_report": " Reports@RUA.example "})
+    assert created["dmarc_report"] == "reports@rua.example"
+    assert domain_row(services, "rua.example")["dmarc_rua"] == "reports@rua.example"
+    [event] = [e for e in audit_since(services, since) if e["action"] == "domain.create"]
+    assert event["details"] == {"dmarc_report": "reports@rua.example"}
+    assert dmarc_value(api, "rua.example") == "v=DMARC1; p=none; rua=mailto:reports@rua.example"  # RFC 7489 §6.3
+    assert plan(api, "rua.example")["warnings"] == []  # the domain's own address needs no authorisation
+    assert api.ok("GET", "/api/domains")["items"][0]["dmarc_report"] is None  # acme.example has none
+
+
+@pytest.mark.parametrize("bad", ["not-an-address", "dmarc@", "", "jörg@acme.example"])
+def test_an_invalid_report_address_is_refused_naming_the_field(api, services, bad):
+    before, since = snapshot(services), last_audit_id(services)
+    error = assert_error(api.call("POST", "/api/domains", {"name": "rua.example", "dmarc_report": bad}),
+                         422, "invalid_request")
+    assert error["details"]["field"] == "dmarc_report"
+    error = assert_error(api.call("PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": bad}),
+                         422, "invalid_request")
+    assert error["details"]["field"] == "report_address"
+    assert snapshot(services) == before
+    assert [(e["action"], e["outcome"]) for e in audit_since(services, since)] == [
+        ("domain.create", "error"), ("domain.dmarc", "error")]
+    assert_error(api.call("PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": 5}), 422, "invalid_request")
+    assert_error(api.call("PUT", f"/api/domains/{DOMAIN}/dmarc", {}), 422, "invalid_request")
+
+
+def test_setting_and_clearing_the_report_address_changes_the_plan_and_is_audited(api, services, dns):
+    publish(dns, plan(api)["records"])
+    assert status(api)["readiness"]["outbound_ready"] is True
+    since = last_audit_id(services)
+    body = api.ok("PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": f"DMARC@{DOMAIN}"})
+    rua = f"v=DMARC1; p=none; rua=mailto:dmarc@{DOMAIN}"
+    assert (body["domain"], body["report_address"], body["warnings"]) == (DOMAIN, f"dmarc@{DOMAIN}", [])
+    assert [(r["type"], r["host"], r["value"]) for r in body["records"]] == [("TXT", f"_dmarc.{DOMAIN}", rua)]
+    [event] = audit_since(services, since)
+    assert (event["action"], event["resource_type"], event["resource_id"], event["outcome"], event["details"]) == (
+        "domain.dmarc", "domain", DOMAIN, "ok", {"from": None, "to": f"dmarc@{DOMAIN}"})
+    assert dmarc_value(api) == rua
+
+    # The old DMARC record (no rua) still counts, with a warning naming what to add.
+    report = status(api)
+    check = by_key(report)[f"TXT _dmarc.{DOMAIN}"]
+    assert check["status"] == "ok" and report["readiness"]["outbound_ready"] is True
+    assert check["warnings"] == [f"aggregate reports are not sent to dmarc@{DOMAIN}: "
+                                 f"add rua=mailto:dmarc@{DOMAIN} to receive them"]
+    publish(dns, plan(api)["records"])
+    assert by_key(status(api))[f"TXT _dmarc.{DOMAIN}"]["warnings"] == []
+
+    since = last_audit_id(services)
+    cleared = api.ok("PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": None})
+    assert cleared["report_address"] is None and cleared["records"][0]["value"] == "v=DMARC1; p=none"
+    [event] = audit_since(services, since)
+    assert event["details"] == {"from": f"dmarc@{DOMAIN}", "to": None}
+    assert dmarc_value(api) == "v=DMARC1; p=none" and domain_row(services)["dmarc_rua"] is None
+
+
+def test_a_report_address_on_another_domain_names_its_rfc7489_authorisation_record(api, dns):
+    auth_host = f"{DOMAIN}._report._dmarc.reports.example"
+    body = api.ok("PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": "agg@reports.example"})
+    [warning] = body["warnings"]
+    assert f'TXT {auth_host} "v=DMARC1"' in warning and "RFC 7489 §7.1" in warning
+    zone_plan = plan(api, format="zone")
+    assert zone_plan["warnings"] == [warning]
+    # Not a planned record (it lives in reports.example's zone): a comment in the zone export.
+    assert auth_host not in {r["host"] for r in zone_plan["records"]}
+    assert f'; {auth_host}.\t3600\tIN\tTXT\t"v=DMARC1"' in zone_plan["zone"].splitlines()
+
+    publish(dns, zone_plan["records"])
+    report = status(api)
+    dmarc_check = by_key(report)[f"TXT _dmarc.{DOMAIN}"]
+    assert dmarc_check["status"] == "ok" and report["readiness"]["outbound_ready"] is True
+    assert len(dmarc_check["warnings"]) == 1 and auth_host in dmarc_check["warnings"][0]
+    dns.set(auth_host, [("TXT", "v=DMARC1")])
+    assert by_key(status(api))[f"TXT _dmarc.{DOMAIN}"]["warnings"] == []
+
+    # A subdomain shares the Organizational Domain: no authorisation needed.
+    assert api.ok("PUT", f"/api/domains/{DOMAIN}/dmarc",
+                  {"report_address": f"agg@reports.{DOMAIN}"})["warnings"] == []
+
+
+def test_a_dns_outage_at_the_report_domain_is_a_warning_not_a_503(api, dns, outage):
+    api.ok("PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": "agg@reports.example"})
+    publish(dns, plan(api)["records"])
+    outage(f"{DOMAIN}._report._dmarc.reports.example")
+    report = status(api)
+    [warning] = by_key(report)[f"TXT _dmarc.{DOMAIN}"]["warnings"]
+    assert warning.startswith("could not look up") and report["readiness"]["outbound_ready"] is True
+
+
+def test_setting_the_report_address_needs_domains_write_and_every_mailbox(api, services):
+    api.mailbox(f"support@{DOMAIN}")
+    _, reader = api.token(["domains:read"])
+    error = assert_error(api.call("PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": None}, secret=reader),
+                         403, "forbidden")
+    assert error["details"]["missing_scope"] == "domains:write"
+    _, narrow = api.token(["domains:write"], [f"support@{DOMAIN}"])
+    error = assert_error(api.call("PUT", f"/api/domains/{DOMAIN}/dmarc", {"report_address": f"support@{DOMAIN}"},
+                                  secret=narrow), 403, "forbidden")
+    assert error["details"]["missing_grant"] == "*"
+    assert domain_row(services)["dmarc_rua"] is None
+
+
 # -- scopes, tenancy, readiness --------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["status", "dns-plan"])

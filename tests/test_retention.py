@@ -175,6 +175,7 @@ def test_metadata_and_audit_rows_are_pruned_after_365_days(services, acme, clock
     assert prunable > 0
     held_rows = count(services, audit_events, acct, audit_events.c.mailbox == LEGAL)
 
+    clock.current = as_of  # audit rows are pruned by the real clock, never by a claimed as_of
     result = services.retention.run(acme, as_of)
 
     # The old message is cleaned and, being older than 365 days, pruned in the same run; the
@@ -187,6 +188,21 @@ def test_metadata_and_audit_rows_are_pruned_after_365_days(services, acme, clock
     assert count(services, audit_events, acct, audit_events.c.at < cutoff, audit_events.c.mailbox != LEGAL) == 0
     assert len(events(services, "retention.cleanup", tenant.account["id"])) == 1
     assert fts_is_consistent(services)
+
+
+def test_a_future_as_of_never_prunes_audit_rows_younger_than_365_real_days(services, acme, clock, tenant):
+    _old_and_new(services, clock)
+    acct = audit_events.c.account_id == tenant.account["id"]
+    before = count(services, audit_events, acct)
+    result = services.retention.run(acme, clock.now() + days(4000))
+    assert result["counts"]["audit_pruned"] == 0
+    assert count(services, audit_events, acct) == before + 1  # plus the retention.cleanup event
+
+
+def test_an_as_of_out_of_range_is_refused_naming_it(services, acme, client, tenant):
+    for value in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"):
+        r = client.post("/api/retention/run", json={"as_of": value}, headers=bearer(tenant.token))
+        assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "as_of"
 
 
 def _all_messages(services):

@@ -33,10 +33,12 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
     raise AssertionError("server did not answer in time")
 
 
-def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path, database_url: str) -> None:
+def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path, database_url: str, dns) -> None:
     port = free_port()
+    # Free ports and the loopback DNS server: never the defaults a developer's `make run` holds.
     env = {**os.environ, "LITEMX_DATA_DIR": str(tmp_path / "data"), "LITEMX_HTTP": f"127.0.0.1:{port}",
-           "LITEMX_DATABASE_URL": database_url}
+           "LITEMX_SMTP": f"127.0.0.1:{free_port()}", "LITEMX_DATABASE_URL": database_url,
+           "LITEMX_DNS_SERVERS": dns.address, "LITEMX_DNS_RECHECK_SECONDS": "0"}
     made = subprocess.run([*LITEMX, "accounts", "create", "Acme", "--plan", "starter", "--json"], env=env,
                           capture_output=True, check=True, timeout=60)
     created = json.loads(made.stdout)

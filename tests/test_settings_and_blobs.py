@@ -73,3 +73,20 @@ def test_no_temporary_file_is_left_behind(tmp_path: Path) -> None:
     for i in range(20):
         store.put(f"message {i}".encode())
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_every_directory_a_put_creates_is_fsynced_into_its_parent_before_put_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from litemx.storage import blobs
+
+    synced: list[Path] = []
+    real = blobs._fsync_dir
+    monkeypatch.setattr(blobs, "_fsync_dir", lambda path: (synced.append(Path(path)), real(path))[1])
+    store = FileBlobStore(tmp_path / "blobs")
+    key = store.put(b"acknowledged message")
+    root = tmp_path / "blobs"
+    # the root's entry, ab/'s entry (in root), ab/cd/'s entry (in ab/), the blob's entry (in ab/cd/)
+    assert synced == [tmp_path, root, root / key[:2], root / key[:2] / key[2:4]]
+    synced.clear()
+    store.put(b"acknowledged message")  # already stored: its directory entry is made durable again
+    assert synced == [root / key[:2] / key[2:4]]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from litemx.adapters.dns_resolver import DnsResolver
 from litemx.adapters.outbound import build_transport
+from litemx.adapters.ses_webhook import S3MailReader, https_get
 from litemx.errors import InvalidRequest
 from litemx.ports import BlobStore, Clock, SystemClock
 from litemx.service.abuse import AbuseService
@@ -22,6 +23,7 @@ from litemx.service.messages import MessageService
 from litemx.service.retention import RetentionService
 from litemx.service.routing import RoutingService
 from litemx.service.sending import SendService
+from litemx.service.ses_inbound import SesInboundService
 from litemx.service.system import SystemService
 from litemx.service.tokens import TokenService
 from litemx.settings import Settings
@@ -49,6 +51,7 @@ class Services:
     sending: SendService = field(init=False)
     bounces: BounceService = field(init=False)
     outbound: OutboundService = field(init=False)
+    ses_inbound: SesInboundService = field(init=False)
     jobs: JobService = field(init=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +59,9 @@ class Services:
         self.retention = RetentionService(self.infra, self.directory)
         self.abuse = AbuseService(self.infra, self.directory)
         self._wire_sending()
+        # The SNS webhook (SPEC §5): HTTPS to SNS hosts and S3 reads, both injectable for tests.
+        self.ses_inbound = SesInboundService(self.infra, self.inbound, self.bounces, https_get,
+                                             S3MailReader.from_settings(self.infra.settings))
 
     def _wire_sending(self) -> None:
         """Drafts, sends, the outbound queue and bounces (SPEC §6). Raises: InvalidRequest (outbound)."""
@@ -67,6 +73,8 @@ class Services:
         self.outbound = OutboundService(self.infra, transport, self.bounces)
 
     def close(self) -> None:
+        self.inbound.close()  # group commits finish what is queued before the connections go
+        self.infra.audit_writer.close()
         self.infra.db.dispose()
 
 

@@ -1,7 +1,8 @@
-"""`litemx serve`: HTTP (REST, OpenAPI, /mcp) now; the SMTP listener and workers join here.
+"""`litemx serve`: HTTP (REST, OpenAPI, /mcp), the SMTP MX and the background workers.
 
-Runs everything on one asyncio loop and stops cleanly on SIGTERM/SIGINT: uvicorn stops
-accepting, finishes in-flight requests, then the database pool is closed.
+Runs everything on one asyncio loop and stops cleanly on SIGTERM/SIGINT: the MX stops taking
+mail first (what was acknowledged is durable and re-driven on the next start), the workers
+stop, uvicorn finishes in-flight requests, then the database pool is closed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -38,33 +40,40 @@ def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings, services: Services) -> None:
     host, port = settings.http_host_port
-    config = uvicorn.Config(create_app(services), host=host, port=port, log_level=settings.log_level.lower(),
-                            access_log=False, lifespan="on")
+    # Bind before anything starts so a port in use is a plain OSError for the CLI to report.
+    http_socket = socket.create_server((host, port))
+    config = uvicorn.Config(create_app(services), log_level=settings.log_level.lower(), access_log=False,
+                            lifespan="on")
     server = _Server(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     smtp = await start_mx(settings, services.inbound)
-    # LITEMX_INBOUND_WORKER=0: accept and queue only; a later start (or another node) delivers.
-    worker = asyncio.create_task(InboundWorker(services).run()) if settings.inbound_worker else None
-    recheck = asyncio.create_task(DnsRecheckWorker(services).run())
-    retention = asyncio.create_task(RetentionWorker(services).run())
-    outbound = asyncio.create_task(OutboundWorker(services).run()) if settings.outbound_worker else None  # noqa: F841
-    task = asyncio.create_task(server.serve())
+    workers = _start_workers(settings, services)
+    task = asyncio.create_task(server.serve(sockets=[http_socket]))
     log.info("litemx serving HTTP on http://%s:%d, SMTP on %s%s%s (data: %s)", host, port, settings.smtp,
-             " with STARTTLS" if settings.tls_cert else "", "" if worker else ", inbound worker off",
+             " with STARTTLS" if settings.tls_cert else "", "" if settings.inbound_worker else ", inbound worker off",
              settings.data_dir)
     await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-    # Stop taking mail first; what was acknowledged is already durable and is re-driven on start.
     await smtp.aclose()
-    if worker is not None:
+    for worker in workers:
         worker.cancel()
-    recheck.cancel()
-    retention.cancel()
     server.should_exit = True
     await task
+    await asyncio.gather(*workers, return_exceptions=True)
     log.info("litemx stopped")
+
+
+def _start_workers(settings: Settings, services: Services) -> list[asyncio.Task[None]]:
+    """The background work; LITEMX_INBOUND_WORKER=0 / LITEMX_OUTBOUND_WORKER=0 leave a queue
+    for a later start (or another node) to drain."""
+    runs = [DnsRecheckWorker(services).run(), RetentionWorker(services).run()]
+    if settings.inbound_worker:
+        runs.append(InboundWorker(services).run())
+    if settings.outbound_worker:
+        runs.append(OutboundWorker(services).run())
+    return [asyncio.create_task(run) for run in runs]
 
 
 class _Server(uvicorn.Server):

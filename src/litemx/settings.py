@@ -61,6 +61,20 @@ class Settings:
     # Retention (SPEC §10): the scheduled cleanup; one node at a time runs it (a job lock).
     retention_interval_seconds: int = _help("Seconds between scheduled retention cleanups across the cluster "
                                             "(0 turns the schedule off).", "LITEMX_RETENTION_INTERVAL_SECONDS", 86400)
+    # The SES inbound webhook, POST /api/inbound/ses (SPEC §5; docs/ses-inbound.md).
+    ses_webhook_secret: str = _help("Shared secret the SNS subscription URL carries as ?secret=...; when set, "
+                                    "every request must carry it.", "LITEMX_SES_WEBHOOK_SECRET", "")
+    ses_sns_topic_arns: tuple[str, ...] = _help("Comma list of SNS TopicArns accepted by the webhook "
+                                                "(empty: any topic).", "LITEMX_SES_SNS_TOPIC_ARNS", ())
+    ses_sns_cert_hosts: tuple[str, ...] = _help("Comma list of hosts SNS signing certificates and SubscribeURLs "
+                                                "may be fetched from (https only; `*` is one DNS label).",
+                                                "LITEMX_SES_SNS_CERT_HOSTS",
+                                                ("sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"))
+    ses_s3_buckets: tuple[str, ...] = _help("Comma list of S3 buckets an SES S3 action may name (empty: any); "
+                                            "keeps a foreign topic from making the webhook read other buckets.",
+                                            "LITEMX_SES_S3_BUCKETS", ())
+    ses_sns_max_age_seconds: int = _help("Oldest SNS message Timestamp accepted, in seconds (replay guard; SNS "
+                                         "stops retrying after 3600).", "LITEMX_SES_SNS_MAX_AGE_SECONDS", 3600)
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,7 +2,10 @@
 
 RCPT is decided at SMTP time by the routing service; DATA answers `250` only after
 InboundService.accept has made the message durable (blob fsynced, queue row committed).
-Database work runs in the default executor so the event loop keeps serving other sessions.
+Database and blob-store work runs in the MX's own thread pool so the event loop keeps serving
+other sessions. It is sized for waiting, not for CPU: an accept spends most of its time in
+fsync with the GIL released, and the more accepts are in flight the more queue rows share one
+group commit (storage/group_commit.py); asyncio's default pool has cpu_count + 4 threads.
 
 `MxSMTP` adapts aiosmtpd where an Internet-facing MX needs more than its defaults:
 
@@ -28,6 +31,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -47,6 +51,7 @@ log = logging.getLogger("litemx.smtp")
 MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must accept at least 100
 MAX_PATH = 256  # RFC 5321 §4.5.3.1.3: reverse-path and forward-path, in octets
 SHUTDOWN_GRACE = 10.0  # seconds a session storing a message may take to get its reply
+MX_THREADS = 32  # routing lookups and accepts in flight at once (capped by smtp_max_connections)
 
 TEMPFAIL = "451 4.3.0 Temporary local problem, please try again later"
 TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"  # RFC 1870 §6.3
@@ -312,11 +317,12 @@ def _write_and_close(transport: asyncio.BaseTransport, reply: str) -> None:
 class MxHandler:
     """The hooks: envelope checks, routing, durable acceptance."""
 
-    def __init__(self, inbound: InboundService):
+    def __init__(self, inbound: InboundService, executor: ThreadPoolExecutor | None = None):
         self.inbound = inbound
+        self.executor = executor  # None: asyncio's default pool
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
+        return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -475,8 +481,9 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def smtp_factory(settings: Settings, inbound: InboundService, gate: SessionGate) -> Callable[[], MxSMTP]:
-    handler = MxHandler(inbound)
+def smtp_factory(settings: Settings, inbound: InboundService, gate: SessionGate,
+                 executor: ThreadPoolExecutor | None = None) -> Callable[[], MxSMTP]:
+    handler = MxHandler(inbound, executor)
     context = tls_context(settings)
 
     def make() -> MxSMTP:
@@ -495,6 +502,7 @@ class MxListener:
 
     server: asyncio.Server
     gate: SessionGate
+    executor: ThreadPoolExecutor | None = None
 
     @property
     def port(self) -> int:
@@ -505,6 +513,8 @@ class MxListener:
         storing a message gets its reply first, within `grace` seconds."""
         self.server.close()
         await self.gate.drain(grace)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)  # idle by now: every session has had its reply
 
 
 async def start_mx(settings: Settings, inbound: InboundService) -> MxListener:
@@ -513,9 +523,15 @@ async def start_mx(settings: Settings, inbound: InboundService) -> MxListener:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     gate = SessionGate(settings.smtp_max_connections)
     host, port = settings.smtp_host_port
-    server = await asyncio.get_running_loop().create_server(smtp_factory(settings, inbound, gate), host=host,
-                                                            port=port)
-    return MxListener(server, gate)
+    executor = ThreadPoolExecutor(max_workers=max(1, min(MX_THREADS, settings.smtp_max_connections)),
+                                  thread_name_prefix="litemx-mx")
+    try:
+        server = await asyncio.get_running_loop().create_server(smtp_factory(settings, inbound, gate, executor),
+                                                                host=host, port=port)
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    return MxListener(server, gate, executor)
 
 
 async def start_smtp(settings: Settings, inbound: InboundService) -> asyncio.Server:

@@ -8,6 +8,11 @@
 - `build_message` uses `email.message.EmailMessage` with the SMTP policy (CRLF, folded lines,
   RFC 2047 encoded words for non-ASCII headers); bodies are encoded 7-bit-safe so no relay
   rewrites them and DKIM signatures survive (RFC 6376 §5.3).
+- Attachments (`OutgoingAttachment`) make the message multipart/mixed around the body; an
+  inline part with a Content-ID goes into a multipart/related with the HTML it illustrates
+  (RFC 2387), so `cid:` URLs resolve. Parts are base64 (7-bit safe, DKIM-stable); filenames
+  go into Content-Disposition `filename` and Content-Type `name`, as RFC 2231 parameters when
+  they are not ASCII.
 - `dkim_sign` prepends one DKIM-Signature per key (RFC 6376 §5; RFC 8463 §3 dual RSA +
   Ed25519 signing), relaxed/relaxed canonicalisation (RFC 6376 §3.4) which survives benign
   re-folding by relays.
@@ -18,7 +23,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address as HeaderAddress
@@ -137,6 +142,21 @@ def _is_own(address: str, own: str) -> bool:
 # -- the message -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class OutgoingAttachment:
+    """One file of an outgoing message (already validated, see `core.attach`)."""
+
+    filename: str
+    content_type: str  # type/subtype, lower-case
+    data: bytes = field(repr=False)
+    content_id: str | None = None  # without angle brackets, as `cid:` URLs spell it
+    inline: bool = False
+
+    @property
+    def disposition(self) -> str:
+        return "inline" if self.inline else "attachment"
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """Everything the headers and body of one outgoing message are made of (Bcc never is)."""
 
@@ -150,6 +170,7 @@ class Outgoing:
     date: datetime
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+    attachments: tuple[OutgoingAttachment, ...] = ()
 
 
 def build_message(out: Outgoing) -> bytes:
@@ -167,15 +188,48 @@ def build_message(out: Outgoing) -> bytes:
         msg["In-Reply-To"] = out.in_reply_to
     if out.references:
         msg["References"] = " ".join(out.references)
-    _set_body(msg, out.text, out.html)
+    html_part = _set_body(msg, out.text, out.html)
+    _add_attachments(msg, html_part, out.attachments)
     return msg.as_bytes()
 
 
-def _set_body(msg: EmailMessage, text: str | None, html: str | None) -> None:
+def _set_body(msg: EmailMessage, text: str | None, html: str | None) -> EmailMessage | None:
+    """The text (and HTML) body; returns the HTML part, if any."""
     # quoted-printable keeps every line 7-bit and short (RFC 2045 §6.7), whatever the text.
     msg.set_content(text or "", cte="quoted-printable")
-    if html:
-        msg.add_alternative(html, subtype="html", cte="quoted-printable")
+    if not html:
+        return None
+    msg.add_alternative(html, subtype="html", cte="quoted-printable")
+    part = msg.get_payload()[-1]
+    assert isinstance(part, EmailMessage)
+    return part
+
+
+def _add_attachments(msg: EmailMessage, html_part: EmailMessage | None,
+                     attachments: Sequence[OutgoingAttachment]) -> None:
+    """Inline parts with a Content-ID join the HTML in multipart/related; everything else is
+    a part of multipart/mixed (an inline part without HTML to show it in stays inline there)."""
+    if not attachments:
+        return
+    for a in attachments:
+        if html_part is not None and a.inline and a.content_id:
+            html_part.add_related(a.data, *_types(a), **_part_args(a))
+    for a in attachments:
+        if not (html_part is not None and a.inline and a.content_id):
+            msg.add_attachment(a.data, *_types(a), **_part_args(a))
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]  # the stdlib repeats it on sub-parts; only the top level needs it
+
+
+def _types(a: OutgoingAttachment) -> tuple[str, str]:
+    maintype, _, subtype = a.content_type.partition("/")
+    return maintype, subtype
+
+
+def _part_args(a: OutgoingAttachment) -> dict[str, object]:
+    return {"filename": a.filename, "disposition": a.disposition, "cte": "base64",
+            "cid": f"<{a.content_id}>" if a.content_id else None, "params": {"name": a.filename}}
 
 
 def dkim_sign(raw: bytes, domain: str, keys: Sequence[SigningKey]) -> bytes:

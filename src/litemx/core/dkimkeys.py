@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -109,8 +110,17 @@ def dkimpy_private_key(private_pem: bytes) -> bytes:
     """The private key in the form `dkim.sign(privkey=...)` takes: the PEM for RSA, base64 of
     the 32-byte seed for Ed25519 (dkimpy hands it to PyNaCl's SigningKey).
 
-    Raises: ValueError when the PEM is not an RSA or Ed25519 private key.
+    Cached by the key material itself: loading an RSA-2048 PEM runs cryptography's key
+    validation, ~0.1 s of CPU, which every send paid (bench/PROFILE.md finding 6). Keyed by
+    content, an entry can never be a stale key after a rotation, on this node or another; a
+    rotated-away key simply ages out of the bounded cache.
+    Raises: ValueError when the PEM is not an RSA or Ed25519 private key (not cached).
     """
+    return _dkimpy_private_key(bytes(private_pem))
+
+
+@functools.lru_cache(maxsize=128)
+def _dkimpy_private_key(private_pem: bytes) -> bytes:
     key = serialization.load_pem_private_key(private_pem, password=None)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,

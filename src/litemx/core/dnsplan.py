@@ -125,6 +125,24 @@ def _mailto_address(address: str) -> str:
     return address.replace("%", "%25").replace(",", "%2C").replace("!", "%21").replace(";", "%3B")
 
 
+def report_authorization(domain: str, report_address: str | None, ttl: int = DEFAULT_TTL) -> DnsRecord | None:
+    """The record another domain must publish before receivers send it `domain`'s aggregate
+    reports (RFC 7489 §7.1): TXT `<domain>._report._dmarc.<report domain>` "v=DMARC1".
+
+    None when there is no report address or it is on `domain` or a subdomain of it (same
+    Organizational Domain). Without the Public Suffix List a parent domain is treated as
+    another domain: publishing an authorisation nobody needed is harmless, missing one is not.
+    Raises: ValueError when the report address has no domain.
+    """
+    if not report_address:
+        return None
+    dom = normalize_host(domain)
+    target = normalize_host(report_address.strip().removeprefix("mailto:").rpartition("@")[2])
+    if target == dom or target.endswith("." + dom):
+        return None
+    return DnsRecord("TXT", f"{dom}._report._dmarc.{target}", "v=DMARC1", "dmarc", ttl)
+
+
 def dkim_host(selector: str, domain: str) -> str:
     """`<selector>._domainkey.<domain>` (RFC 6376 §3.6.2.1)."""
     return f"{normalize_host(selector)}._domainkey.{normalize_host(domain)}"

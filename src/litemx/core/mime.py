@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import hashlib
 import re
 import unicodedata
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy
 from email.generator import BytesGenerator, Generator
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -389,8 +391,37 @@ def parse_message(raw: bytes) -> ParsedMessage:
     )
 
 
+class _RememberingHeaders(HeaderRegistry):
+    """policy.default's header registry, parsing each distinct (name, value) once.
+
+    The stdlib parser and our tree walk ask a part for its Content-Type again and again
+    (get_content_type, get_content_maintype, get_content_charset, get_filename, get_payload...)
+    and each ask re-runs the pure-Python header parser: most of parse_message's CPU. A header
+    object depends only on (name, value) and is immutable (a str with read-only attributes), so
+    one parse per distinct pair gives the same answers. Short values only, and a bounded LRU:
+    hostile mail cannot grow it.
+    """
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if len(value) > _REMEMBERED_HEADER_CHARS:
+            return super().__call__(name, value)
+        return _remembered_header(name, value)
+
+
+_REMEMBERED_HEADER_CHARS = 1000
+_HEADERS = HeaderRegistry()
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_header(name: str, value: str) -> BaseHeader:
+    return _HEADERS(name, value)
+
+
+_PARSE_POLICY = policy.default.clone(header_factory=_RememberingHeaders())
+
+
 def _parse_tree(raw: bytes, *, headers_only: bool) -> Message:
-    parser = BytesParser(policy=policy.default)
+    parser = BytesParser(policy=_PARSE_POLICY)
     return parser.parsebytes(raw, headersonly=headers_only)
 
 

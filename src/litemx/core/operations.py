@@ -43,6 +43,9 @@ _OPS: tuple[Operation, ...] = (
               ("domains readiness",), admin_only=True),
     Operation("domains.rotate_dkim", S.DOMAINS_WRITE, "domain.dkim_rotate", "POST",
               "/api/domains/{domain}/dkim/rotate", ("domains rotate-dkim",)),
+    # The DMARC aggregate-report address (the plan's rua=); a token granted `*` like domain creation.
+    Operation("domains.dmarc", S.DOMAINS_WRITE, "domain.dmarc", "PUT", "/api/domains/{domain}/dmarc",
+              ("domains dmarc",)),
     Operation("mailboxes.list", S.MAILBOXES_READ, "mailbox.list", "GET", "/api/mailboxes", ("mailboxes list",),
               "list_mailboxes"),
     Operation("mailboxes.create", S.MAILBOXES_WRITE, "mailbox.create", "POST", "/api/mailboxes",
@@ -123,7 +126,7 @@ _OPS: tuple[Operation, ...] = (
     # An MCP-only operation: SPEC names no route or CLI command for it.
     Operation("agent.instructions", None, "agent.instructions", None, None, mcp_tool="get_agent_instructions"),
     Operation("inbound.simulate", None, "inbound.simulate", "POST", "/api/inbound/simulate", admin_only=True),
-    Operation("inbound.ses", None, "inbound.delivered", "POST", "/api/inbound/ses", public=True, live=False),
+    Operation("inbound.ses", None, "inbound.delivered", "POST", "/api/inbound/ses", public=True),
 )
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in _OPS}

@@ -79,12 +79,12 @@ class AuthService(ServiceBase):
     def _audit_auth_failure(self, caller: Caller | None, account_id: str | None, interface: str,
                             ip: str | None, user_agent: str | None, reason: str) -> None:
         p = caller.principal if caller else None
-        with self.db.write() as conn:
-            audit_repo.append(conn, event_row(
-                at=self.clock.now(), account_id=account_id, actor_type="token" if p else "anonymous",
-                actor_id=p.token_id if p else None, actor_name=p.name if p else None, interface=interface,
-                action="auth.denied", outcome="denied", resource_type="token",
-                resource_id=p.token_id if p else None, ip=ip, user_agent=user_agent, details={"reason": reason}))
+        # Nothing else is written: the group-committing writer, like every read-only operation.
+        self.infra.audit_writer.append(event_row(
+            at=self.clock.now(), account_id=account_id, actor_type="token" if p else "anonymous",
+            actor_id=p.token_id if p else None, actor_name=p.name if p else None, interface=interface,
+            action="auth.denied", outcome="denied", resource_type="token",
+            resource_id=p.token_id if p else None, ip=ip, user_agent=user_agent, details={"reason": reason}))
 
 
 def _unusable_reason(row: dict[str, Any], now: datetime) -> str | None:

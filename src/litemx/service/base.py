@@ -1,5 +1,11 @@
 """What every service shares: transactions, the scope gate and the audit writer.
 
+Mutations write their audit event with `audit(conn, ...)` inside their own transaction.
+Read-only operations read in `db.read()` (no write lock) and then call `audit_read(...)`,
+which returns once the event is committed by the group-committing AuditWriter
+(storage/audit_writer.py): still "every read is audited before the response is returned",
+without serialising the reads on the database's single writer.
+
 `@operation("mailboxes.create")` puts a method behind the operation table's scope rule and
 guarantees that a refused or failed call leaves exactly one audit event (outcome `denied`,
 `blocked` or `error`), written after the failed transaction rolled back so the refusal is
@@ -10,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -23,6 +29,7 @@ from litemx.ports import BlobStore, Clock
 from litemx.service.principal import Caller
 from litemx.settings import Settings
 from litemx.storage import audit_repo
+from litemx.storage.audit_writer import AuditWriter
 from litemx.storage.db import Database
 
 P = ParamSpec("P")
@@ -37,6 +44,12 @@ class Infra:
     db: Database
     blobs: BlobStore
     clock: Clock
+    # Commits the audit events of read-only operations in groups; built on the db when not given.
+    audit_writer: AuditWriter = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.audit_writer is None:
+            object.__setattr__(self, "audit_writer", AuditWriter(self.db))
 
 
 def event_row(*, at: datetime, account_id: str | None, actor_type: str, actor_id: str | None,
@@ -102,12 +115,36 @@ class ServiceBase:
         details: dict[str, Any] | None = None,
     ) -> None:
         """Append one event in the caller's transaction (SPEC §9 fields)."""
+        audit_repo.append(conn, self._event(caller, action, outcome, resource_type, resource_id, mailbox, details))
+
+    def audit_read(
+        self,
+        caller: Caller,
+        action: str,
+        *,
+        outcome: str = "ok",
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        mailbox: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """An event that is its request's only write: a read-only operation's, after its read and
+        before its answer, or a failed call's (`_record_failure`).
+
+        Returns once the event is committed (group commit, see storage/audit_writer.py).
+        Raises: AuditWriteError when it could not be committed; the request then fails.
+        """
+        self.infra.audit_writer.append(
+            self._event(caller, action, outcome, resource_type, resource_id, mailbox, details))
+
+    def _event(self, caller: Caller, action: str, outcome: str, resource_type: str | None,
+               resource_id: str | None, mailbox: str | None, details: dict[str, Any] | None) -> dict[str, Any]:
         p = caller.principal
-        audit_repo.append(conn, event_row(
+        return event_row(
             at=self.clock.now(), account_id=p.account_id, actor_type=p.kind, actor_id=p.token_id,
             actor_name=p.name, interface=caller.interface, action=action, outcome=outcome,
             resource_type=resource_type, resource_id=resource_id, mailbox=mailbox, ip=caller.ip,
-            user_agent=caller.user_agent, details=details))
+            user_agent=caller.user_agent, details=details)
 
     def require_mailbox(self, caller: Caller, address: str) -> None:
         """A mailbox outside the caller's grants is reported exactly like a missing one (SPEC §3).
@@ -120,10 +157,11 @@ class ServiceBase:
     def _record_failure(self, caller: Caller, op: Operation, error: LitemxError) -> None:
         details = {"code": error.code, "message": error.message}
         details.update({k: v for k, v in error.details.items() if k in ("missing_scope", "reasons", "field")})
-        with self.db.write() as conn:
-            self.audit(conn, caller, error.audit.get("action") or op.action or op.name, outcome=outcome_of(error, caller),
-                       resource_type=error.audit.get("resource_type"), resource_id=error.audit.get("resource_id"),
-                       mailbox=error.audit.get("mailbox"), details=details)
+        # The failed call's own transaction (if any) has rolled back; the event stands alone, so it
+        # goes through the group-committing writer like a read's (committed before the error is raised).
+        self.audit_read(caller, error.audit.get("action") or op.action or op.name, outcome=outcome_of(error, caller),
+                        resource_type=error.audit.get("resource_type"), resource_id=error.audit.get("resource_id"),
+                        mailbox=error.audit.get("mailbox"), details=details)
 
 
 def not_found(resource_type: str, resource_id: str, *, grant_denied: bool = False) -> NotFound:

@@ -42,7 +42,7 @@ class BounceService(ServiceBase):
                source: str, suppress: bool, interface: str = "system", details: dict[str, Any] | None = None) -> None:
         """A permanent failure: event, delivery failed, `send.bounced`, and the suppression if hard."""
         now = self.clock.now()
-        self._event(conn, delivery, "bounce", status, diagnostic, source, details)
+        self._delivery_event(conn, delivery, "bounce", status, diagnostic, source, details)
         sending_repo.update_delivery(conn, delivery["id"], {"status": "failed", "updated_at": now,
                                                             "last_reply": (diagnostic or status or "bounced")[:1000]})
         sending_repo.refresh_message_status(conn, delivery["message_id"])
@@ -57,7 +57,7 @@ class BounceService(ServiceBase):
     def complaint(self, conn: Connection, delivery: dict[str, Any], *, feedback_type: str, source: str,
                   interface: str = "system") -> None:
         """The recipient reported the message as abuse: event, `send.complained`, suppression."""
-        self._event(conn, delivery, "complaint", None, feedback_type, source, {"feedback_type": feedback_type})
+        self._delivery_event(conn, delivery, "complaint", None, feedback_type, source, {"feedback_type": feedback_type})
         caller = system_caller(delivery["account_id"], interface=interface)
         self.audit(conn, caller, "send.complained", resource_type="message", resource_id=delivery["message_id"],
                    mailbox=delivery["mailbox"], details={"delivery_id": delivery["id"],
@@ -68,7 +68,7 @@ class BounceService(ServiceBase):
     def note(self, conn: Connection, delivery: dict[str, Any], kind: str, *, status: str | None,
              diagnostic: str | None, source: str) -> None:
         """A report that changes nothing but is worth keeping (delay, delivered)."""
-        self._event(conn, delivery, kind, status, diagnostic, source, None)
+        self._delivery_event(conn, delivery, kind, status, diagnostic, source, None)
 
     def suppress(self, conn: Connection, caller: Caller, delivery: dict[str, Any], reason: str,
                  details: dict[str, Any]) -> None:
@@ -81,7 +81,7 @@ class BounceService(ServiceBase):
                        resource_id=delivery["recipient"].lower(), mailbox=delivery["mailbox"],
                        details={"reason": reason, "message_id": delivery["message_id"], **details})
 
-    def _event(self, conn: Connection, delivery: dict[str, Any], kind: str, status: str | None,
+    def _delivery_event(self, conn: Connection, delivery: dict[str, Any], kind: str, status: str | None,
                diagnostic: str | None, source: str, details: dict[str, Any] | None) -> None:
         sending_repo.add_event(conn, {
             "account_id": delivery["account_id"], "message_id": delivery["message_id"], "delivery_id": delivery["id"],

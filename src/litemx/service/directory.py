@@ -10,10 +10,11 @@ from sqlalchemy import Connection
 from litemx.core.addresses import Address, parse_address, parse_domain
 from litemx.core.ids import new_id
 from litemx.errors import Conflict, Forbidden, invalid_field
-from litemx.service import render
+from litemx.service import attachments_out, render
 from litemx.service.base import ServiceBase, not_found, operation
 from litemx.service.principal import Caller
 from litemx.storage import directory_repo as repo
+from litemx.storage import retention_repo
 from litemx.storage.pagination import page
 
 DEFAULT_RETENTION_DAYS = 60
@@ -28,6 +29,19 @@ def address_field(value: str, field: str) -> Address:
         raise invalid_field(field, f"{value!r} is not a valid address: {exc}") from None
 
 
+def dmarc_report_field(value: str, field: str) -> str:
+    """A DMARC aggregate-report address (RFC 7489 §6.3 `rua=mailto:`), normalised.
+
+    Raises: InvalidRequest naming the field when it is not an address, or its local part is not
+        ASCII (it is published in DNS as a mailto: URI).
+    """
+    addr = address_field(value, field)
+    if not addr.local.isascii():
+        raise invalid_field(field, f"{value!r}: a DMARC report address needs an ASCII local part "
+                                   "(it is published in DNS as a mailto: URI)")
+    return addr.address
+
+
 DomainCreatedHook = Callable[[Connection, dict[str, Any]], None]
 
 
@@ -38,16 +52,21 @@ class DirectoryService(ServiceBase):
 
     # -- domains ---------------------------------------------------------------------------
     @operation("domains.create")
-    def create_domain(self, caller: Caller, name: str) -> dict[str, Any]:
-        """Raises: InvalidRequest, Forbidden (needs an all-mailbox grant), Conflict."""
+    def create_domain(self, caller: Caller, name: str, dmarc_report: str | None = None) -> dict[str, Any]:
+        """`dmarc_report`: the optional DMARC aggregate-report address (the plan's `rua=`).
+
+        Raises: InvalidRequest (naming name or dmarc_report), Forbidden (needs an all-mailbox
+            grant), Conflict.
+        """
         try:
             name = parse_domain(name)
         except ValueError as exc:
             raise invalid_field("name", str(exc)) from None
+        rua = None if dmarc_report is None else dmarc_report_field(dmarc_report, "dmarc_report")
         _require_all_mailboxes(caller, "adding a domain")
         row = {"id": new_id("dom"), "account_id": caller.principal.account_id, "name": name,
                "mail_from": f"bounce.{name}", "inbound_ready": False, "outbound_ready": False,
-               "provider_approved": False, "dmarc_rua": None, "last_checked_at": None, "disabled_at": None,
+               "provider_approved": False, "dmarc_rua": rua, "last_checked_at": None, "disabled_at": None,
                "created_at": self.clock.now()}
         with self.db.write() as conn:
             if repo.domain_by_name(conn, name) is not None:
@@ -55,16 +74,17 @@ class DirectoryService(ServiceBase):
             repo.add_domain(conn, row)
             if self.on_domain_created is not None:
                 self.on_domain_created(conn, row)
-            self.audit(conn, caller, "domain.create", resource_type="domain", resource_id=name)
+            self.audit(conn, caller, "domain.create", resource_type="domain", resource_id=name,
+                       details={"dmarc_report": rua} if rua else None)
         return render.domain(row)
 
     @operation("domains.list")
     def list_domains(self, caller: Caller, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         p = page(limit, cursor, str)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             names = None if caller.principal.all_mailboxes else _granted_domains(caller)
             result = repo.list_domains(conn, caller.principal.account_id, p, names)
-            self.audit(conn, caller, "domain.list", resource_type="domain", details={"count": len(result.items)})
+        self.audit_read(caller, "domain.list", resource_type="domain", details={"count": len(result.items)})
         return {"items": [render.domain(r) for r in result.items], "next_cursor": result.next_cursor}
 
     def visible_domain(self, conn: Connection, caller: Caller, name: str) -> dict[str, Any]:
@@ -105,17 +125,17 @@ class DirectoryService(ServiceBase):
     def list_mailboxes(self, caller: Caller, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         p = page(limit, cursor, str)
         only = None if caller.principal.all_mailboxes else caller.principal.grants
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             result = repo.list_mailboxes(conn, caller.principal.account_id, p, only)
-            self.audit(conn, caller, "mailbox.list", resource_type="mailbox", details={"count": len(result.items)})
+        self.audit_read(caller, "mailbox.list", resource_type="mailbox", details={"count": len(result.items)})
         return {"items": [render.mailbox(r) for r in result.items], "next_cursor": result.next_cursor}
 
     @operation("mailboxes.show")
     def show_mailbox(self, caller: Caller, address: str) -> dict[str, Any]:
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             row = self.visible_mailbox(conn, caller, address)
-            self.audit(conn, caller, "mailbox.read", resource_type="mailbox", resource_id=row["id"],
-                       mailbox=row["address"])
+        self.audit_read(caller, "mailbox.read", resource_type="mailbox", resource_id=row["id"],
+                        mailbox=row["address"])
         return render.mailbox(row)
 
     @operation("mailboxes.delete")
@@ -127,17 +147,20 @@ class DirectoryService(ServiceBase):
                 # the owner exports and purges first, each an explicit, audited step.
                 raise Conflict(f"{row['address']} still holds messages; export and purge it first "
                                "(litemx mailboxes export / purge)", {"reason": "mailbox_not_empty"})
+            # Its drafts go with it (FK cascade); their attachment blobs only when nothing else holds them.
+            draft_keys = retention_repo.delete_mailbox_draft_attachments(conn, row["id"])
             repo.delete_mailbox(conn, row["id"])
+            attachments_out.discard(conn, self.infra.blobs, draft_keys)
             self.audit(conn, caller, "mailbox.delete", resource_type="mailbox", resource_id=row["id"],
                        mailbox=row["address"])
         return {"deleted": True, "address": row["address"]}
 
     @operation("mailboxes.retention_get")
     def get_retention(self, caller: Caller, address: str) -> dict[str, Any]:
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             row = self.visible_mailbox(conn, caller, address)
-            self.audit(conn, caller, "retention.read", resource_type="mailbox", resource_id=row["id"],
-                       mailbox=row["address"])
+        self.audit_read(caller, "retention.read", resource_type="mailbox", resource_id=row["id"],
+                        mailbox=row["address"])
         return _retention(row)
 
     @operation("mailboxes.retention_set")

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,14 +28,14 @@ from sqlalchemy import Connection
 
 from litemx.core.addresses import parse_domain
 from litemx.core.dkimkeys import Algorithm, generate_key_pair, load_or_create_secret_key, new_selector, seal, unseal
-from litemx.core.dnscheck import RecordCheck, check_records, collect_found, inbound_ready, outbound_ready
-from litemx.core.dnsplan import DkimPublicKey, DnsRecord, plan_records, render_zone
+from litemx.core.dnscheck import RecordCheck, check_records, collect_found, inbound_ready, is_dmarc, outbound_ready
+from litemx.core.dnsplan import DkimPublicKey, DnsRecord, plan_records, render_zone, report_authorization, zone_line
 from litemx.core.ids import new_id
 from litemx.errors import Forbidden, Unavailable, invalid_field
 from litemx.ports import Resolver
 from litemx.service import render
 from litemx.service.base import Infra, ServiceBase, not_found, operation
-from litemx.service.directory import DirectoryService
+from litemx.service.directory import DirectoryService, dmarc_report_field
 from litemx.service.principal import Caller, system_caller
 from litemx.settings import Settings
 from litemx.storage import directory_repo
@@ -184,15 +185,40 @@ class DomainDnsService(ServiceBase):
         """
         if fmt not in PLAN_FORMATS:
             raise invalid_field("format", "format must be json or zone")
+        with self.db.read() as conn:
+            domain = self.directory.visible_domain(conn, caller, name)
+            keys = keys_repo.keys_for_domain(conn, domain["id"], PUBLISHED)
+        records = self._plan(domain, keys)
+        self.audit_read(caller, "domain.dns_plan", resource_type="domain", resource_id=domain["name"],
+                        details={"format": fmt, "records": len(records)})
+        out: dict[str, Any] = {"domain": domain["name"], "records": [record_json(r) for r in records],
+                               "warnings": plan_warnings(domain)}
+        if fmt == "zone":
+            out["zone"] = render_zone(records, domain["name"]) + _zone_notes(domain)
+        return out
+
+    @operation("domains.dmarc")
+    def set_dmarc(self, caller: Caller, name: str, report_address: str | None) -> dict[str, Any]:
+        """Set (or with None clear) the DMARC aggregate-report address, the plan's `rua=`.
+
+        Returns the DMARC record to republish and the plan's warnings (RFC 7489 §7.1 when the
+        address is on another domain). Readiness is unchanged: any DMARC record counts.
+        Raises: InvalidRequest naming report_address; NotFound; Forbidden without an
+            all-mailbox grant (one DMARC record covers every mailbox of the domain).
+        """
+        rua = None if report_address is None else dmarc_report_field(report_address, "report_address")
         with self.db.write() as conn:
             domain = self.directory.visible_domain(conn, caller, name)
-            records = self._plan(domain, keys_repo.keys_for_domain(conn, domain["id"], PUBLISHED))
-            self.audit(conn, caller, "domain.dns_plan", resource_type="domain", resource_id=domain["name"],
-                       details={"format": fmt, "records": len(records)})
-        out: dict[str, Any] = {"domain": domain["name"], "records": [record_json(r) for r in records]}
-        if fmt == "zone":
-            out["zone"] = render_zone(records, domain["name"])
-        return out
+            if not caller.principal.all_mailboxes:
+                raise Forbidden("setting the DMARC report address needs a token granted all mailboxes (*)",
+                                {"missing_grant": "*"})
+            directory_repo.update_domain(conn, domain["id"], {"dmarc_rua": rua})
+            self.audit(conn, caller, "domain.dmarc", resource_type="domain", resource_id=domain["name"],
+                       details={"from": domain["dmarc_rua"], "to": rua})
+        domain = {**domain, "dmarc_rua": rua}
+        return {"domain": domain["name"], "report_address": rua,
+                "records": [record_json(r) for r in self._plan(domain, ()) if r.purpose == "dmarc"],
+                "warnings": plan_warnings(domain)}
 
     def _plan(self, domain: dict[str, Any], keys: Sequence[dict[str, Any]]) -> list[DnsRecord]:
         settings = self.infra.settings
@@ -262,10 +288,29 @@ class DomainDnsService(ServiceBase):
         plan = self._plan(domain, keys)
         # SPF include: targets are followed through the same resolver (RFC 7208 §4.6.4 count).
         checks = tuple(check_records(plan, collect_found(plan, self.resolver), txt_lookup=self.resolver.txt))
+        checks = self._with_report_authorization(domain, checks)
         retiring = frozenset(k["selector"] for k in keys if k["status"] == RETIRING)
         # A retiring key only serves mail signed before the rotation: it does not gate sending.
         gating = [c for c in checks if c.record.selector not in retiring]
         return CheckOutcome(checks, inbound_ready(checks), outbound_ready(gating), retiring, self.clock.now())
+
+    def _with_report_authorization(self, domain: dict[str, Any],
+                                   checks: tuple[RecordCheck, ...]) -> tuple[RecordCheck, ...]:
+        """A warning on the DMARC check when the report address's domain has not published its
+        RFC 7489 §7.1 authorisation. Never a status: reports are optional, and that zone is
+        often not the user's. A lookup failure there is a warning too, not a 503."""
+        auth = report_authorization(domain["name"], domain["dmarc_rua"])
+        if auth is None:
+            return checks
+        try:
+            authorised = any(is_dmarc(t) for t in self.resolver.txt(auth.host))
+            warning = None if authorised else f"{auth.host} has no TXT \"{auth.value}\": " + _REPORT_AUTH_WHY
+        except Unavailable as exc:
+            warning = f"could not look up {auth.host} ({exc.message}): " + _REPORT_AUTH_WHY
+        if warning is None:
+            return checks
+        return tuple(dataclasses.replace(c, warnings=(*c.warnings, warning)) if c.record.purpose == "dmarc" else c
+                     for c in checks)
 
     def _store(self, conn: Connection, name: str, outcome: CheckOutcome) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Persist one check on the domain row; returns the row and the status changes."""
@@ -300,6 +345,31 @@ class DomainDnsService(ServiceBase):
 def spf_mechanisms(settings: Settings) -> tuple[str, ...] | None:
     """What SPF must authorise: SES's hosts when SES sends, else the plan's default (`a:<host>`)."""
     return SES_SPF if settings.outbound == "ses" else None
+
+
+_REPORT_AUTH_WHY = ("receivers send aggregate reports to another domain only when it publishes this "
+                    "record (RFC 7489 §7.1)")
+
+
+def plan_warnings(domain: Mapping[str, Any]) -> list[str]:
+    """What the plan cannot publish for the user: today the RFC 7489 §7.1 authorisation a report
+    address on another domain needs. A warning rather than a planned record, because it lives in
+    another zone (often another DNS host) and never gates readiness."""
+    auth = report_authorization(domain["name"], domain["dmarc_rua"])
+    if auth is None:
+        return []
+    other = auth.host.split("._report._dmarc.", 1)[1]
+    return [f"DMARC reports go to {domain['dmarc_rua']} on another domain: {other} must publish "
+            f"TXT {auth.host} \"{auth.value}\", or receivers will not send them there (RFC 7489 §7.1)"]
+
+
+def _zone_notes(domain: Mapping[str, Any]) -> str:
+    """The authorisation record as a comment: it belongs in the report domain's zone, not this one."""
+    auth = report_authorization(domain["name"], domain["dmarc_rua"])
+    if auth is None:
+        return ""
+    other = auth.host.split("._report._dmarc.", 1)[1]
+    return f"; dmarc report authorisation: publish in the zone of {other} (RFC 7489 §7.1)\n; {zone_line(auth)}\n"
 
 
 def record_key(record: DnsRecord) -> str:

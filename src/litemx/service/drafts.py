@@ -7,6 +7,10 @@ quoted: LiteMX never decides how to answer.
 
 Visibility: a draft lives in one mailbox and is seen only by tokens granted that mailbox;
 anything else answers 404, exactly like a draft that does not exist (SPEC §3).
+
+Attachments (core.attach validates them, service.attachments_out stores them): bytes in the
+blob store, metadata in `draft_attachments`; `attachments` on update replaces the whole list.
+Reply drafts start without attachments (nothing of the parent is carried over).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from litemx.core import compose
+from litemx.core import attach, compose
 from litemx.core.addresses import parse_address
 from litemx.core.ids import new_id
 from litemx.core.mime import Address
 from litemx.errors import Conflict, invalid_field
+from litemx.service import attachments_out
 from litemx.service.base import Infra, ServiceBase, not_found, operation
 from litemx.service.directory import DirectoryService
 from litemx.service.principal import Caller
@@ -30,7 +35,7 @@ from litemx.storage.pagination import page
 
 MAX_RECIPIENTS_PER_FIELD = 100  # a sanity bound; the plan's per-message cap is checked at send
 ADDRESS_FIELDS = ("to", "cc", "bcc")
-EDITABLE = (*ADDRESS_FIELDS, "subject", "text", "html")
+EDITABLE = (*ADDRESS_FIELDS, "subject", "text", "html", "attachments")
 
 
 class DraftService(ServiceBase):
@@ -41,16 +46,21 @@ class DraftService(ServiceBase):
     @operation("drafts.create")
     def create(self, caller: Caller, mailbox: str, to: Sequence[str] = (), cc: Sequence[str] = (),
                bcc: Sequence[str] = (), subject: str = "", text: str | None = None,
-               html: str | None = None) -> dict[str, Any]:
-        """Raises: InvalidRequest naming the field; NotFound for a mailbox outside the grants."""
+               html: str | None = None, attachments: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Raises: InvalidRequest naming the field; PayloadTooLarge (attachments over the message
+        size limit); NotFound for a mailbox outside the grants."""
         fields = draft_fields({"to": to, "cc": cc, "bcc": bcc, "subject": subject, "text": text, "html": html})
+        files = self._files(attachments, text, html)
         with self.db.write() as conn:
             box = self.directory.visible_mailbox(conn, caller, mailbox)
             row = self._new_row(caller, box, fields)
             sending_repo.add_draft(conn, row)
+            stored = attachments_out.draft_rows(self.infra.blobs, row["id"], files, row["created_at"])
+            sending_repo.add_draft_attachments(conn, stored)
             self.audit(conn, caller, "draft.create", resource_type="draft", resource_id=row["id"],
-                       mailbox=box["address"])
-        return render_draft(row)
+                       mailbox=box["address"], details=_files_detail(stored) if stored else None)
+        attachments_out.ensure_stored(self.infra.blobs, files, [a["blob_key"] for a in stored])
+        return render_draft(row, stored)
 
     @operation("drafts.list")
     def list_drafts(self, caller: Caller, mailbox: str | None = None, limit: int | None = None,
@@ -58,46 +68,65 @@ class DraftService(ServiceBase):
         """Unsent drafts in the caller's mailboxes, newest first. Raises: NotFound, InvalidRequest."""
         p = page(limit, cursor)
         only = None if caller.principal.all_mailboxes else caller.principal.grants
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             address = self.directory.visible_mailbox(conn, caller, mailbox)["address"] if mailbox else None
             result = sending_repo.list_drafts(conn, caller.principal.account_id, p, only, address)
-            self.audit(conn, caller, "draft.list", resource_type="draft", mailbox=address,
-                       details={"count": len(result.items)})
-        return {"items": [render_draft(r) for r in result.items], "next_cursor": result.next_cursor}
+            files = sending_repo.draft_attachments_of(conn, [r["id"] for r in result.items])
+        self.audit_read(caller, "draft.list", resource_type="draft", mailbox=address,
+                        details={"count": len(result.items)})
+        return {"items": [render_draft(r, files[r["id"]]) for r in result.items], "next_cursor": result.next_cursor}
 
     @operation("drafts.show")
     def show(self, caller: Caller, draft_id: str) -> dict[str, Any]:
         """Raises: NotFound."""
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             row = visible_draft(conn, caller, draft_id)
-            self.audit(conn, caller, "draft.read", resource_type="draft", resource_id=row["id"],
-                       mailbox=row["mailbox"])
-        return render_draft(row)
+            files = sending_repo.draft_attachments_of(conn, [row["id"]])[row["id"]]
+        self.audit_read(caller, "draft.read", resource_type="draft", resource_id=row["id"], mailbox=row["mailbox"])
+        return render_draft(row, files)
 
     @operation("drafts.update")
     def update(self, caller: Caller, draft_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Change any of to, cc, bcc, subject, text, html.
+        """Change any of to, cc, bcc, subject, text, html, attachments (the list is replaced).
 
-        Raises: InvalidRequest naming the field; NotFound; Conflict once the draft was sent.
+        Raises: InvalidRequest naming the field; PayloadTooLarge; NotFound; Conflict once the
+            draft was sent.
         """
         fields = draft_fields({k: v for k, v in changes.items() if k in EDITABLE})
         unknown = sorted(set(changes) - set(EDITABLE))
         if unknown:
             raise invalid_field(unknown[0], f"{unknown[0]} cannot be changed on a draft")
+        replace = "attachments" in changes
+        files = attach.parse_attachments(changes["attachments"], self._max_bytes) if replace else []
         with self.db.write() as conn:
             row = _unsent(visible_draft(conn, caller, draft_id, lock=True))
+            current = sending_repo.draft_attachments_of(conn, [row["id"]])[row["id"]]
             values = {**fields, "updated_at": self.clock.now()}
+            new = {**row, **values}
+            sizes = [len(f.data) for f in files] if replace else [a["size"] for a in current]
+            attach.check_total(sizes, new["text_body"], new["html_body"], self._max_bytes)
             sending_repo.update_draft(conn, row["id"], values)
+            details: dict[str, Any] = {"fields": sorted(changes)}
+            if replace:
+                old_keys = sending_repo.delete_draft_attachments(conn, row["id"])
+                current = attachments_out.draft_rows(self.infra.blobs, row["id"], files, values["updated_at"])
+                sending_repo.add_draft_attachments(conn, current)
+                attachments_out.discard(conn, self.infra.blobs, old_keys)
+                details.update(_files_detail(current))
             self.audit(conn, caller, "draft.update", resource_type="draft", resource_id=row["id"],
-                       mailbox=row["mailbox"], details={"fields": sorted(changes)})
-        return render_draft({**row, **values})
+                       mailbox=row["mailbox"], details=details)
+        if replace:
+            attachments_out.ensure_stored(self.infra.blobs, files, [a["blob_key"] for a in current])
+        return render_draft(new, current)
 
     @operation("drafts.delete")
     def delete(self, caller: Caller, draft_id: str) -> dict[str, Any]:
         """Raises: NotFound; Conflict once the draft was sent (it is then the sent message's record)."""
         with self.db.write() as conn:
             row = _unsent(visible_draft(conn, caller, draft_id, lock=True))
+            keys = sending_repo.delete_draft_attachments(conn, row["id"])
             sending_repo.delete_draft(conn, row["id"])
+            attachments_out.discard(conn, self.infra.blobs, keys)
             self.audit(conn, caller, "draft.delete", resource_type="draft", resource_id=row["id"],
                        mailbox=row["mailbox"])
         return {"deleted": True, "id": row["id"]}
@@ -160,6 +189,17 @@ class DraftService(ServiceBase):
                    details={"message_id": parent["id"], "thread_id": parent["thread_id"], "reply_all": reply_all})
         return render_draft(row)
 
+    @property
+    def _max_bytes(self) -> int:
+        return int(self.infra.settings.max_message_bytes)
+
+    def _files(self, attachments: Sequence[dict[str, Any]] | None, text: str | None,
+               html: str | None) -> list[compose.OutgoingAttachment]:
+        """Validated attachments. Raises: InvalidRequest naming the field; PayloadTooLarge."""
+        files = attach.parse_attachments(attachments, self._max_bytes)
+        attach.check_total([len(f.data) for f in files], text, html, self._max_bytes)
+        return files
+
     def _new_row(self, caller: Caller, box: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         now = self.clock.now()
         return {"id": new_id("drf"), "account_id": box["account_id"], "mailbox_id": box["id"],
@@ -185,16 +225,17 @@ def draft_addresses(row: dict[str, Any], column: str) -> list[Address]:
     return [Address(a.get("name") or "", a["address"]) for a in row[column] or []]
 
 
-def render_draft(row: dict[str, Any]) -> dict[str, Any]:
-    """The public shape of a draft; addresses as header text (`Name <addr>` or `addr`)."""
+def render_draft(row: dict[str, Any], attachments: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The public shape of a draft; addresses as header text (`Name <addr>` or `addr`);
+    attachments as metadata (id, filename, content_type, size, content_id, disposition)."""
     return {
         "id": row["id"], "mailbox": row["mailbox"], "status": row["status"],
         **{f: [compose.mailbox_header(a) for a in draft_addresses(row, f"{f}_addrs")] for f in ADDRESS_FIELDS},
         "subject": row["subject"], "text": row["text_body"], "html": row["html_body"],
         "thread_id": row["thread_id"], "reply_to_message": row["reply_to_message"],
         "in_reply_to": row["in_reply_to"], "references": list(row["references"] or []),
-        "message_id": row["sent_message_id"], "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
+        "message_id": row["sent_message_id"], "attachments": attachments_out.render(attachments),
+        "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
     }
 
 
@@ -235,6 +276,11 @@ def _body(value: str | None, field: str) -> str | None:
     if value is not None and "\0" in value:
         raise invalid_field(field, f"{field} must not contain NUL characters")
     return value
+
+
+def _files_detail(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What the audit keeps of a draft's attachments: how many and how big, never names or bytes."""
+    return {"attachments": len(rows), "attachment_bytes": sum(r["size"] for r in rows)}
 
 
 def _stored(addresses: Sequence[Address]) -> list[dict[str, str]]:

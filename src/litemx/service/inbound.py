@@ -1,10 +1,12 @@
 """Inbound mail (SPEC §5): durable acceptance, then processing into mailboxes.
 
 accept() is what `250` waits for: the raw bytes are fsynced into the blob store and a queue
-row is committed. process_due() runs after, in the background worker: parse, SPF/DKIM/DMARC
-verdicts, spam signals, threading, attachments, index, audit — all written in one
-transaction that also marks the queue row done, so a crash at any point either leaves the
-row pending (re-driven later) or fully delivered, never half-stored.
+row is committed — group-committed with the queue rows of concurrent sessions (one
+transaction and one fsync for all of them, each session still waiting for its own commit;
+storage/group_commit.py). process_due() runs after, in the background worker: parse,
+SPF/DKIM/DMARC verdicts, spam signals, threading, attachments, index, audit — all written in
+one transaction that also marks the queue row done, so a crash at any point either leaves
+the row pending (re-driven later) or fully delivered, never half-stored.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from litemx.service.base import Infra, ServiceBase, operation
 from litemx.service.principal import Caller, system_caller
 from litemx.service.routing import Route, RoutingService
 from litemx.storage import audit_repo, directory_repo, inbound_repo, messages_repo
+from litemx.storage.group_commit import GroupInserter
 
 log = logging.getLogger("litemx.inbound")
 
 LEASE = timedelta(minutes=5)
+STORE_BATCH_BYTES = 8 * 1024 * 1024  # prepared mail (raw size) stored per write transaction
 MAX_ATTEMPTS = 8
 INTERFACE = {"smtp": "smtp", "simulate": "api", "ses": "api"}
 
@@ -43,6 +47,12 @@ class InboundService(ServiceBase):
         self.on_accept: Callable[[], None] | None = None  # wakes the worker
         # Mail routed to a MAIL FROM address (service.bounces), applied in the processing transaction.
         self.on_bounce: Callable[[Connection, dict[str, Any], bytes], None] | None = None
+        # Looked up at call time so the repository function stays the one seam for the queue insert.
+        self._queue_rows = GroupInserter(infra.db, lambda conn, rows: inbound_repo.enqueue(conn, rows), "inbound")
+
+    def close(self) -> None:
+        """Commit queue rows still waiting and stop the committer thread (Services.close)."""
+        self._queue_rows.close()
 
     def route_recipient(self, recipient: str, *, client_ip: str | None = None, audit: bool = False) -> Route:
         """Route one RCPT (SPEC §5). With `audit`, a refusal writes `inbound.rejected` (SPEC §9).
@@ -70,16 +80,16 @@ class InboundService(ServiceBase):
                helo: str | None = None, source: str = "smtp") -> int:
         """Store durably and queue; returns the queue id. Only after this returns may SMTP say 250.
 
-        Raises: whatever the blob store or database raise (the caller answers 451).
+        Raises: whatever the blob store raises, GroupCommitError (chained to the database's
+            error) when the queue row was not committed; the caller answers 451.
         """
         key = self.infra.blobs.put(raw)
         recipients = _recipients(routes)
         now = self.clock.now()
-        with self.db.write() as conn:
-            queue_id = inbound_repo.enqueue(conn, {
-                "received_at": now, "raw_key": key, "size": len(raw), "mail_from": mail_from[:320],
-                "recipients": recipients, "client_ip": client_ip, "helo": _helo_column(helo), "source": source,
-                "status": "pending", "attempts": 0, "next_attempt_at": now})
+        queue_id = int(self._queue_rows.add({
+            "received_at": now, "raw_key": key, "size": len(raw), "mail_from": mail_from[:320],
+            "recipients": recipients, "client_ip": client_ip, "helo": _helo_column(helo), "source": source,
+            "status": "pending", "attempts": 0, "next_attempt_at": now}))
         self._wake_worker()
         return queue_id
 
@@ -98,44 +108,75 @@ class InboundService(ServiceBase):
             return inbound_repo.release_leases(conn, self.clock.now())
 
     def process_due(self, limit: int = 20) -> int:
-        """Process up to `limit` due queue rows; returns how many were claimed."""
+        """Process up to `limit` due queue rows; returns how many were claimed.
+
+        Parsing, verdicts (DNS) and attachment blobs happen outside any transaction; the
+        prepared messages are then stored together, up to STORE_BATCH_BYTES of mail per write
+        transaction, each inside its own SAVEPOINT: one commit for the batch, and a message
+        that fails to store is rolled back and deferred alone while the others commit.
+        """
         with self.db.write() as conn:
             rows = inbound_repo.lease_due(conn, self.clock.now(), LEASE, limit)
+        batch: list[tuple[dict[str, Any], Delivery | str]] = []
+        size = 0
         for row in rows:
-            self._process_guarded(row)
+            batch.append((row, self._prepare_guarded(row)))
+            size += row["size"]
+            if size >= STORE_BATCH_BYTES:
+                self._store_batch(batch)
+                batch, size = [], 0
+        if batch:
+            self._store_batch(batch)
         return len(rows)
 
-    def _process_guarded(self, row: dict[str, Any]) -> None:
+    def _prepare_guarded(self, row: dict[str, Any]) -> Delivery | str:
+        """What storing needs, or the error text to defer the row with."""
         try:
-            self._process(row)
+            return self._prepare(row)
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the queue
             log.exception("inbound queue row %s failed (attempt %s)", row["id"], row["attempts"] + 1)
-            self._defer(row, f"{type(exc).__name__}: {exc}")
+            return f"{type(exc).__name__}: {exc}"
 
-    def _defer(self, row: dict[str, Any], error: str) -> None:
-        now = self.clock.now()
-        with self.db.write() as conn:
-            if row["attempts"] + 1 >= MAX_ATTEMPTS:
-                # The raw message stays in the blob store; the operator can re-queue it.
-                inbound_repo.finish(conn, row["id"], "failed", now, error[:500])
-            else:
-                inbound_repo.retry_later(conn, row["id"], now + timedelta(seconds=30 * 2 ** row["attempts"]), error)
-
-    def _process(self, row: dict[str, Any]) -> None:
+    def _prepare(self, row: dict[str, Any]) -> Delivery:
         raw = self.infra.blobs.get(row["raw_key"])
         parsed = mime.parse_message(raw)
         auth = mailauth.evaluate(raw, client_ip=row["client_ip"] or "", helo=row["helo"] or "",
                                  mail_from=row["mail_from"], resolver=self.resolver, now=row["received_at"])
         author = mailauth.parse_from(raw)
         blob_keys = [self.infra.blobs.put(a.data) for a in parsed.attachments]
+        return Delivery(raw, parsed, auth, author, blob_keys)
+
+    def _store_batch(self, batch: list[tuple[dict[str, Any], Delivery | str]]) -> None:
+        """Raises: what the database raises for the batch as a whole (its rows stay leased and
+        are re-driven when the lease ends, like after a crash)."""
         with self.db.write() as conn:
-            if not inbound_repo.is_pending(conn, row["id"]):
-                return  # another worker finished it while we were parsing
-            done = messages_repo.delivered_mailboxes(conn, row["id"])
-            for target in row["recipients"]:
-                if target["mailbox_id"] not in done:
-                    self._deliver(conn, row, target, Delivery(raw, parsed, auth, author, blob_keys))
-            inbound_repo.finish(conn, row["id"], "done", self.clock.now())
+            for row, prepared in batch:
+                if isinstance(prepared, str):
+                    self._defer(conn, row, prepared)
+                    continue
+                try:
+                    with conn.begin_nested():
+                        self._store(conn, row, prepared)
+                except Exception as exc:  # noqa: BLE001 - rolled back to its savepoint; the rest go on
+                    log.exception("inbound queue row %s failed (attempt %s)", row["id"], row["attempts"] + 1)
+                    self._defer(conn, row, f"{type(exc).__name__}: {exc}")
+
+    def _defer(self, conn: Connection, row: dict[str, Any], error: str) -> None:
+        now = self.clock.now()
+        if row["attempts"] + 1 >= MAX_ATTEMPTS:
+            # The raw message stays in the blob store; the operator can re-queue it.
+            inbound_repo.finish(conn, row["id"], "failed", now, error[:500])
+        else:
+            inbound_repo.retry_later(conn, row["id"], now + timedelta(seconds=30 * 2 ** row["attempts"]), error)
+
+    def _store(self, conn: Connection, row: dict[str, Any], d: Delivery) -> None:
+        if not inbound_repo.is_pending(conn, row["id"]):
+            return  # another worker finished it while we were parsing
+        done = messages_repo.delivered_mailboxes(conn, row["id"])
+        for target in row["recipients"]:
+            if target["mailbox_id"] not in done:
+                self._deliver(conn, row, target, d)
+        inbound_repo.finish(conn, row["id"], "done", self.clock.now())
 
     def _deliver(self, conn: Connection, row: dict[str, Any], target: dict[str, Any], d: Delivery) -> None:
         if target["mailbox_id"].startswith(BOUNCE_TARGET) and self.on_bounce is not None:

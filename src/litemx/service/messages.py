@@ -1,8 +1,9 @@
 """Reading mail (SPEC §3, §5, §7): list, search, read, attachments, threads.
 
 Every method applies the caller's account and mailbox grants inside its query, answers 404
-for anything outside them exactly as for anything missing, and writes its audit event in the
-same transaction as the read it records.
+for anything outside them exactly as for anything missing, and reads in a read transaction
+(a snapshot: no write lock); its audit event is committed right after by the group-committing
+audit writer, before the answer is returned (`ServiceBase.audit_read`).
 
 Decisions (where SPEC is silent):
 - Lists and search are newest first by arrival order (seq); threads by newest activity.
@@ -63,13 +64,13 @@ class MessageService(ServiceBase):
                       cursor: str | None = None) -> dict[str, Any]:
         """Newest first. Raises: InvalidRequest (status, limit, cursor), NotFound (mailbox)."""
         p = page(limit, cursor)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             scope = self._scope(conn, caller, mailbox, _status(status), include_quarantined)
             rows = repo.list_messages(conn, scope, p.limit + 1, _seq_cursor(p))
-            result = _message_page(rows, p.limit, views.list_item)
-            self.audit(conn, caller, "message.list", resource_type="message", mailbox=_audit_mailbox(scope),
-                       details={"count": len(result["items"]), "status": status,
-                                "include_quarantined": include_quarantined})
+        result = _message_page(rows, p.limit, views.list_item)
+        self.audit_read(caller, "message.list", resource_type="message", mailbox=_audit_mailbox(scope),
+                        details={"count": len(result["items"]), "status": status,
+                                 "include_quarantined": include_quarantined})
         return result
 
     @operation("messages.read")
@@ -77,26 +78,27 @@ class MessageService(ServiceBase):
                      max_chars: int | None = None) -> dict[str, Any]:
         """One message with body windows. Raises: NotFound, InvalidRequest (offset, max_chars)."""
         window = _window(offset, max_chars)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             row = self._visible_message(conn, caller, message_id)
-            view = views.detail(row, repo.attachments_of(conn, row["id"]), window)
-            self.audit(conn, caller, "message.read", resource_type="message", resource_id=row["id"],
-                       mailbox=row["mailbox"], details={"offset": window.offset, "max_chars": window.max_chars,
-                                                        "truncated": view["truncated"]})
+            attachments = repo.attachments_of(conn, row["id"])
+        view = views.detail(row, attachments, window)
+        self.audit_read(caller, "message.read", resource_type="message", resource_id=row["id"],
+                        mailbox=row["mailbox"], details={"offset": window.offset, "max_chars": window.max_chars,
+                                                         "truncated": view["truncated"]})
         return view
 
     @operation("messages.attachment")
     def read_attachment(self, caller: Caller, message_id: str, attachment_id: str) -> AttachmentContent:
         """An attachment's bytes. Raises: NotFound (also once retention removed the content)."""
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             row = self._visible_message(conn, caller, message_id)
             attachment = repo.attachment_of(conn, row["id"], public_id("attachment", attachment_id))
-            if attachment is None or attachment["blob_key"] is None:
-                raise not_found("attachment", attachment_id)
-            data = self._blob(attachment["blob_key"], attachment_id)
-            self.audit(conn, caller, "attachment.read", resource_type="attachment", resource_id=attachment_id,
-                       mailbox=row["mailbox"], details={"message_id": row["id"], "size": len(data),
-                                                        "content_type": attachment["content_type"]})
+        if attachment is None or attachment["blob_key"] is None:
+            raise not_found("attachment", attachment_id)
+        data = self._blob(attachment["blob_key"], attachment_id)
+        self.audit_read(caller, "attachment.read", resource_type="attachment", resource_id=attachment_id,
+                        mailbox=row["mailbox"], details={"message_id": row["id"], "size": len(data),
+                                                         "content_type": attachment["content_type"]})
         content_type, headers = views.download_headers(attachment["filename"], attachment["content_type"])
         return AttachmentContent(data, content_type, headers)
 
@@ -108,14 +110,14 @@ class MessageService(ServiceBase):
             raise invalid_field("q", "the search query is empty")
         query = parse_query(q)
         p = page(limit, cursor)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             scope = self._scope(conn, caller, mailbox, None, include_quarantined)
             found = search_repo.search(conn, scope, query, p.limit, _seq_cursor(p))
-            more = found.rows + ([{}] if found.more else [])  # a placeholder row proves "more"
-            result = _message_page(more, p.limit, _hit)
-            self.audit(conn, caller, "message.search", resource_type="message", mailbox=_audit_mailbox(scope),
-                       details={"query": printable(q)[:500], "count": len(result["items"]),
-                                "mailbox": printable(mailbox) if mailbox else None})
+        more = found.rows + ([{}] if found.more else [])  # a placeholder row proves "more"
+        result = _message_page(more, p.limit, _hit)
+        self.audit_read(caller, "message.search", resource_type="message", mailbox=_audit_mailbox(scope),
+                        details={"query": printable(q)[:500], "count": len(result["items"]),
+                                 "mailbox": printable(mailbox) if mailbox else None})
         return result
 
     # -- threads ---------------------------------------------------------------------------
@@ -124,12 +126,12 @@ class MessageService(ServiceBase):
                      limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         """Newest activity first. Raises: InvalidRequest (limit, cursor), NotFound (mailbox)."""
         p = page(limit, cursor)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             scope = self._scope(conn, caller, mailbox, None, include_quarantined)
             rows = repo.list_threads(conn, scope, p.limit + 1, _thread_cursor(p))
-            result = _thread_page(rows, p.limit)
-            self.audit(conn, caller, "thread.list", resource_type="thread", mailbox=_audit_mailbox(scope),
-                       details={"count": len(result["items"])})
+        result = _thread_page(rows, p.limit)
+        self.audit_read(caller, "thread.list", resource_type="thread", mailbox=_audit_mailbox(scope),
+                        details={"count": len(result["items"])})
         return result
 
     @operation("threads.read")
@@ -140,14 +142,14 @@ class MessageService(ServiceBase):
         response budget. Raises: NotFound, InvalidRequest (max_chars, limit, cursor)."""
         per_message = _bounded("max_chars", max_chars, views.THREAD_BODY_CHARS, views.MAX_MAX_CHARS)
         p = page(_bounded("limit", limit, DEFAULT_THREAD_PAGE, MAX_THREAD_PAGE), cursor)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             thread = self._visible_thread(conn, caller, thread_id)
             scope = MessageScope(caller.principal.account_id, (thread["mailbox"],), None, include_quarantined)
             rows = repo.thread_messages(conn, thread["id"], scope, p.limit + 1, _seq_cursor(p, "seq_after"))
-            view = _thread_view(thread, rows, p.limit, per_message)
-            self.audit(conn, caller, "thread.read", resource_type="thread", resource_id=thread["id"],
-                       mailbox=thread["mailbox"], details={"messages": [m["id"] for m in view["messages"]],
-                                                           "truncated": view["truncated"]})
+        view = _thread_view(thread, rows, p.limit, per_message)
+        self.audit_read(caller, "thread.read", resource_type="thread", resource_id=thread["id"],
+                        mailbox=thread["mailbox"], details={"messages": [m["id"] for m in view["messages"]],
+                                                            "truncated": view["truncated"]})
         return view
 
     # -- shared lookups --------------------------------------------------------------------

@@ -12,7 +12,7 @@ def iso(value: datetime | None) -> str | None:
 
 def domain(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "name": row["name"], "mail_from": row["mail_from"],
+        "id": row["id"], "name": row["name"], "mail_from": row["mail_from"], "dmarc_report": row.get("dmarc_rua"),
         "readiness": readiness(row), "disabled": row["disabled_at"] is not None, "created_at": iso(row["created_at"]),
     }
 

@@ -47,6 +47,7 @@ log = logging.getLogger("litemx.retention")
 
 BATCH = 500
 METADATA_DAYS = 365
+AS_OF_MIN_YEAR, AS_OF_MAX_YEAR = 2000, 9000
 JOB = "retention"
 JOB_LEASE = timedelta(minutes=15)
 
@@ -135,7 +136,16 @@ class RetentionService(ServiceBase):
             return self.clock.now()
         if as_of.tzinfo is None:
             raise invalid_field("as_of", "as_of needs a timezone (e.g. 2027-01-01T00:00:00Z)")
+        if not AS_OF_MIN_YEAR <= as_of.year <= AS_OF_MAX_YEAR:
+            # Far-off dates would overflow once a window is subtracted (a 500, not an answer).
+            raise invalid_field("as_of", f"as_of must fall between the years {AS_OF_MIN_YEAR} and {AS_OF_MAX_YEAR}")
         return as_of
+
+    def _audit_cutoff(self, as_of: datetime) -> datetime:
+        """Audit rows are pruned by the real clock, never by a claimed future: `as_of` lets an
+        admin rehearse content retention, but must not let one call erase the record of what
+        every token did (SPEC §9: the audit log is append-only until its 365 days are up)."""
+        return min(as_of, self.clock.now()) - timedelta(days=METADATA_DAYS)
 
     def _sweep_account(self, account_id: str, as_of: datetime, requested: dict[str, Any],
                        heartbeat: Heartbeat | None) -> CleanupCounts:
@@ -150,7 +160,7 @@ class RetentionService(ServiceBase):
             if not box["legal_hold"]:
                 self._clean_mailbox(box["id"], as_of - timedelta(days=box["retention_days"]), counts, beat)
                 self._prune_mailbox(box["id"], metadata_cutoff, counts, beat)
-        counts.audit_pruned = self._prune_audit(account_id, metadata_cutoff, held, beat)
+        counts.audit_pruned = self._prune_audit(account_id, self._audit_cutoff(as_of), held, beat)
         self._record(account_id, as_of, counts, requested)
         return counts
 
@@ -191,7 +201,8 @@ class RetentionService(ServiceBase):
         """Rows no account owns: audit of unknown tokens, finished inbound queue rows."""
         beat = heartbeat or (lambda: None)
         cutoff = as_of - timedelta(days=METADATA_DAYS)
-        result = {"audit_pruned": self._prune_audit(None, cutoff, [], beat), "queue_pruned": 0, "blobs_deleted": 0}
+        result = {"audit_pruned": self._prune_audit(None, self._audit_cutoff(as_of), [], beat), "queue_pruned": 0,
+                  "blobs_deleted": 0}
         while True:
             with self.db.write() as conn:
                 rows = repo.prunable_queue_rows(conn, cutoff, BATCH)

@@ -93,9 +93,9 @@ class RoutingService(ServiceBase):
     def list_aliases(self, caller: Caller, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         p = page(limit, cursor, str)
         only = None if caller.principal.all_mailboxes else caller.principal.grants
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             result = repo.list_aliases(conn, caller.principal.account_id, p, only)
-            self.audit(conn, caller, "alias.list", resource_type="alias", details={"count": len(result.items)})
+        self.audit_read(caller, "alias.list", resource_type="alias", details={"count": len(result.items)})
         return {"items": [render.alias(r) for r in result.items], "next_cursor": result.next_cursor}
 
     @operation("aliases.delete")
@@ -120,10 +120,10 @@ class RoutingService(ServiceBase):
     # -- catchalls -------------------------------------------------------------------------
     @operation("catchalls.get")
     def get_catchall(self, caller: Caller, domain: str) -> dict[str, Any]:
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             row = self.directory.visible_domain(conn, caller, domain)
             box = repo.catchall_for(conn, row["id"])
-            self.audit(conn, caller, "catchall.read", resource_type="domain", resource_id=row["name"])
+        self.audit_read(caller, "catchall.read", resource_type="domain", resource_id=row["name"])
         if box is not None and not caller.principal.can_see(box["address"]):
             return {"domain": row["name"], "mailbox": None, "enabled": True}  # on, but not yours to see
         return _catchall(row["name"], box)

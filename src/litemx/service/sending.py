@@ -15,6 +15,10 @@ Decisions:
   preflight, which is what a client retrying after fixing the cause wants.
 - Every refused send is audited as `send.blocked` (outcome blocked for preflight reasons,
   denied/error for a missing draft, a key conflict or a bad request).
+- Attachments become MIME parts (compose.build_message); the sent message's `attachments`
+  rows point at the same content-addressed blobs, and a sent draft's attachment rows hand
+  their blob reference over to them. The built and signed message must fit in
+  `max_message_bytes` (`payload_too_large` otherwise, nothing queued).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from litemx.core import compose, mime
+from litemx.core import attach, compose, mime
 from litemx.core.delivery import verp_address
 from litemx.core.dkimkeys import SealError
 from litemx.core.ids import new_id
@@ -38,7 +42,8 @@ from litemx.core.mime import Address
 from litemx.core.operations import operation as lookup_operation
 from litemx.core.scopes import Scope
 from litemx.core.threading import subject_key
-from litemx.errors import Conflict, LitemxError, SendBlocked, invalid_field
+from litemx.errors import Conflict, LitemxError, PayloadTooLarge, SendBlocked, invalid_field
+from litemx.service import attachments_out
 from litemx.service.base import Infra, ServiceBase
 from litemx.service.drafts import draft_addresses, visible_draft
 from litemx.service.preflight import Cleared, SendRequest, preflight
@@ -95,14 +100,25 @@ class SendService(ServiceBase):
     @send_operation("send.direct")
     def send_direct(self, caller: Caller, mailbox: str, to: Sequence[str], cc: Sequence[str] = (),
                     bcc: Sequence[str] = (), subject: str = "", text: str | None = None, html: str | None = None,
-                    idempotency_key: str | None = None) -> dict[str, Any]:
-        """Send without a draft. Raises: SendBlocked (every reason); Conflict (key reused)."""
+                    idempotency_key: str | None = None,
+                    attachments: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Send without a draft. Raises: SendBlocked (every reason); Conflict (key reused);
+        InvalidRequest naming an attachment field; PayloadTooLarge."""
         key = _checked_key(idempotency_key)
+        limit = int(self.infra.settings.max_message_bytes)
+        files = attach.parse_attachments(attachments, limit)
+        attach.check_total([len(f.data) for f in files], text, html, limit)
         keys = self._keys_for(_domain_of(mailbox))
         request = SendRequest(mailbox, list(to), list(cc), list(bcc), subject, text, html, bool(keys))
         fingerprint = _fingerprint("send.direct", {"mailbox": mailbox, "to": request.to, "cc": request.cc,
-                                                   "bcc": request.bcc, "subject": subject, "text": text, "html": html})
-        return self._idempotent(caller, key, fingerprint, lambda conn: self._send_new(conn, caller, request, keys))
+                                                   "bcc": request.bcc, "subject": subject, "text": text, "html": html,
+                                                   **({"attachments": _file_digests(files)} if files else {})})
+        stored: list[str] = []
+        result = self._idempotent(caller, key, fingerprint,
+                                  lambda conn: self._send_new(conn, caller, request, keys, files, stored))
+        if stored:
+            attachments_out.ensure_stored(self.infra.blobs, files, stored)
+        return result
 
     # -- the transaction ---------------------------------------------------------------------
     def _idempotent(self, caller: Caller, key: str | None, fingerprint: str,
@@ -161,15 +177,21 @@ class SendService(ServiceBase):
                               draft_addresses(draft, "bcc_addrs"), draft["subject"], draft["text_body"],
                               draft["html_body"], bool(keys))
         cleared = self._preflight(conn, caller, request, "draft", draft["id"])
-        result = self._queue(conn, caller, cleared, request, keys, draft)
+        rows = sending_repo.draft_attachments_of(conn, [draft["id"]])[draft["id"]]
+        files = attachments_out.load(self.infra.blobs, rows)
+        built = self._build(cleared, request, keys, draft, files)
+        result = self._queue(conn, caller, cleared, built, draft, files, [r["blob_key"] for r in rows])
         sending_repo.update_draft(conn, draft["id"], {"status": "sent", "sent_message_id": result["id"],
                                                       "updated_at": self.clock.now()})
+        sending_repo.release_draft_blobs(conn, draft["id"])
         return result
 
-    def _send_new(self, conn: Connection, caller: Caller, request: SendRequest,
-                  keys: Sequence[compose.SigningKey]) -> dict[str, Any]:
+    def _send_new(self, conn: Connection, caller: Caller, request: SendRequest, keys: Sequence[compose.SigningKey],
+                  files: Sequence[compose.OutgoingAttachment], stored: list[str]) -> dict[str, Any]:
         cleared = self._preflight(conn, caller, request, "message", None)
-        return self._queue(conn, caller, cleared, request, keys, None)
+        built = self._build(cleared, request, keys, None, files)
+        stored[:] = [self.infra.blobs.put(f.data) for f in files]  # only once the send will be queued
+        return self._queue(conn, caller, cleared, built, None, files, stored)
 
     def _preflight(self, conn: Connection, caller: Caller, request: SendRequest, resource_type: str,
                    resource_id: str | None) -> Cleared:
@@ -181,23 +203,41 @@ class SendService(ServiceBase):
                                  mailbox=_address_of(request.mailbox) if visible else None)
             raise
 
-    def _queue(self, conn: Connection, caller: Caller, cleared: Cleared, request: SendRequest,
-               keys: Sequence[compose.SigningKey], draft: dict[str, Any] | None) -> dict[str, Any]:
-        """Build, sign and store the message, then queue one delivery per recipient."""
-        now, box, domain = self.clock.now(), cleared.mailbox, cleared.domain
+    def _build(self, cleared: Cleared, request: SendRequest, keys: Sequence[compose.SigningKey],
+               draft: dict[str, Any] | None, files: Sequence[compose.OutgoingAttachment]
+               ) -> tuple[compose.Outgoing, bytes]:
+        """The message and its signed bytes. Raises: PayloadTooLarge over max_message_bytes."""
+        box, domain = cleared.mailbox, cleared.domain
         out = compose.Outgoing(
             Address(box["display_name"] or "", box["address"]), cleared.to, cleared.cc, request.subject,
-            request.text, request.html, compose.new_message_id(domain["name"]), now,
-            draft["in_reply_to"] if draft else None, tuple(draft["references"] or []) if draft else ())
+            request.text, request.html, compose.new_message_id(domain["name"]), self.clock.now(),
+            draft["in_reply_to"] if draft else None, tuple(draft["references"] or []) if draft else (),
+            tuple(files))
         raw = compose.dkim_sign(compose.build_message(out), domain["name"], keys)
+        limit = int(self.infra.settings.max_message_bytes)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"the message is {len(raw)} bytes once encoded; the limit is {limit}",
+                                  {"field": "attachments" if files else "text", "limit": limit, "size": len(raw)})
+        return out, raw
+
+    def _queue(self, conn: Connection, caller: Caller, cleared: Cleared, built: tuple[compose.Outgoing, bytes],
+               draft: dict[str, Any] | None, files: Sequence[compose.OutgoingAttachment],
+               blob_keys: Sequence[str]) -> dict[str, Any]:
+        """Store the built message, then queue one delivery per recipient."""
+        now, box, domain = self.clock.now(), cleared.mailbox, cleared.domain
+        out, raw = built
         message_id = new_id("msg")
-        thread_id = self._thread(conn, box, draft["thread_id"] if draft else None, request.subject)
+        thread_id = self._thread(conn, box, draft["thread_id"] if draft else None, out.subject)
         parsed = mime.parse_message(raw)
-        messages_repo.add_message(conn, _message_row(message_id, box, thread_id, raw, self.infra.blobs.put(raw),
-                                                     parsed, now))
+        row = _message_row(message_id, box, thread_id, raw, self.infra.blobs.put(raw), parsed, now)
+        row["has_attachments"] = attachments_out.has_attachments(files)
+        messages_repo.add_message(conn, row)
+        attachment_rows = attachments_out.message_rows(message_id, files, blob_keys)
+        messages_repo.add_attachments(conn, attachment_rows)
         deliveries = [_delivery_row(message_id, box, domain, rcpt, now) for rcpt in cleared.recipients]
         sending_repo.add_deliveries(conn, deliveries)
         result = _render_sent(message_id, box, thread_id, out, cleared, deliveries, draft, now)
+        result["attachments"] = attachments_out.render(attachment_rows)
         self.audit(conn, caller, "send.accepted", resource_type="message", resource_id=message_id,
                    mailbox=box["address"], details={"recipients": len(deliveries), "draft_id": result["draft_id"],
                                                     "message_id_header": out.message_id})
@@ -256,6 +296,11 @@ def _checked_key(value: str | None) -> str | None:
 def _fingerprint(operation: str, request: dict[str, Any]) -> str:
     canonical = json.dumps({"op": operation, **request}, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _file_digests(files: Sequence[compose.OutgoingAttachment]) -> list[list[Any]]:
+    """What makes two attachment lists the same request (the bytes by their SHA-256)."""
+    return [[f.filename, f.content_type, f.content_id, f.inline, hashlib.sha256(f.data).hexdigest()] for f in files]
 
 
 def _addr_list(addresses: Sequence[mime.Address]) -> list[dict[str, str]]:

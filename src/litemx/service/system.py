@@ -23,10 +23,10 @@ class SystemService(ServiceBase):
     @operation("system.bootstrap")
     def bootstrap(self, caller: Caller) -> dict[str, Any]:
         p = caller.principal
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             account = tokens_repo.get_account(conn, p.account_id) or {}
             usage = self._usage(conn, caller)
-            self.audit(conn, caller, "bootstrap.read", resource_type="account", resource_id=p.account_id)
+        self.audit_read(caller, "bootstrap.read", resource_type="account", resource_id=p.account_id)
         limits = limits_for(p.plan)
         return {
             "account": {"id": p.account_id, "name": account.get("name"), "plan": p.plan},
@@ -58,10 +58,10 @@ class SystemService(ServiceBase):
         f = audit_repo.AuditFilter(
             p.account_id, _lower(mailbox), action, resource_type,
             visible_mailboxes=None if p.all_mailboxes else p.grants, own_token_id=p.token_id)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             result = audit_repo.list_events(conn, f, pg)
-            self.audit(conn, caller, "audit.list", resource_type="audit", mailbox=f.mailbox,
-                       details={"count": len(result.items)})
+        self.audit_read(caller, "audit.list", resource_type="audit", mailbox=f.mailbox,
+                        details={"count": len(result.items)})
         items = [render.audit_event(r) for r in result.items]
         if not p.all_mailboxes:
             items = [_redact(item, p.grants) for item in items]
@@ -71,11 +71,11 @@ class SystemService(ServiceBase):
     @operation("agent.instructions")
     def agent_instructions(self, caller: Caller) -> dict[str, Any]:
         """The calling token's briefing: mailboxes, scopes, tools, limits, remaining quota, house rules."""
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             boxes = _briefed_mailboxes(conn, caller)
             quota = _counted_quota(conn, caller, boxes[:MAX_BRIEFED_MAILBOXES], self.clock.now())
-            self.audit(conn, caller, "agent.instructions", resource_type="token",
-                       resource_id=caller.principal.token_id, details={"mailboxes": len(boxes)})
+        self.audit_read(caller, "agent.instructions", resource_type="token",
+                        resource_id=caller.principal.token_id, details={"mailboxes": len(boxes)})
         return _agent_briefing(caller, boxes, quota)
 
     @operation("mcp.post")
@@ -83,9 +83,8 @@ class SystemService(ServiceBase):
                     problem: str | None = None) -> None:
         """Audit one MCP JSON-RPC request that no tool's own service method records: the
         handshake, tools/list, and a tool call refused before the tool ran (`problem` says why)."""
-        with self.db.write() as conn:
-            self.audit(conn, caller, "mcp.request", outcome="error" if problem else "ok", resource_type="mcp",
-                       resource_id=tool, details={"method": rpc_method[:100], "tool": tool, "problem": problem})
+        self.audit_read(caller, "mcp.request", outcome="error" if problem else "ok", resource_type="mcp",
+                        resource_id=tool, details={"method": rpc_method[:100], "tool": tool, "problem": problem})
 
     @operation("mcp.get")
     def mcp_stream(self, caller: Caller) -> None:

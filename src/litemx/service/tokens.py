@@ -79,9 +79,9 @@ class TokenService(ServiceBase):
     @operation("tokens.list")
     def list_tokens(self, caller: Caller, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         p = page(limit, cursor, str)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
             result = tokens_repo.list_tokens(conn, caller.principal.account_id, p)
-            self.audit(conn, caller, "token.list", resource_type="token", details={"count": len(result.items)})
+        self.audit_read(caller, "token.list", resource_type="token", details={"count": len(result.items)})
         # A page may come back short for a scoped token: it sees only tokens within its own rights.
         items = [render.token(r) for r in result.items if _covers(caller, r)]
         return {"items": items, "next_cursor": result.next_cursor}

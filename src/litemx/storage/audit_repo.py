@@ -24,9 +24,18 @@ class AuditFilter:
     own_token_id: str | None = None
 
 
+_INSERT = insert(t)
+_APPEND = insert(t).returning(t.c.id)  # built once: executed with parameters it hits the compiled cache
+
+
 def append(conn: Connection, event: dict[str, Any]) -> int:
-    result = conn.execute(insert(t).values(**event).returning(t.c.id))
-    return int(result.scalar_one())
+    return int(conn.execute(_APPEND, event).scalar_one())
+
+
+def append_many(conn: Connection, events: list[dict[str, Any]]) -> list[None]:
+    """Several events in one executemany (the group-committed audit writer's batch)."""
+    conn.execute(_INSERT, events)
+    return [None] * len(events)
 
 
 def list_events(conn: Connection, f: AuditFilter, p: Page) -> PageResult:

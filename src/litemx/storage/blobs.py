@@ -2,11 +2,15 @@
 
 Keys are SHA-256 hex digests, so storing the same bytes twice is free and a key can always
 be re-verified against its content. Writes go to a temp file, fsync, rename, fsync the
-directory: after put() returns, the blob survives a crash (SPEC §5 durability).
+directory: after put() returns, the blob survives a crash (SPEC §5 durability). A fan-out
+directory (`ab/`, `ab/cd/`) is itself an entry of its parent, so the parent is fsynced once
+(per process) after the directory is made or first seen: POSIX does not promise that a new
+directory survives a power cut otherwise, and the acknowledged message would vanish with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -17,6 +21,8 @@ class FileBlobStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(self.root.parent)
+        self._durable_dirs: set[str] = set()  # fan-out directories whose entry is known fsynced
 
     def _path(self, key: str) -> Path:
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
@@ -26,9 +32,11 @@ class FileBlobStore:
     def put(self, data: bytes) -> str:
         key = hashlib.sha256(data).hexdigest()
         path = self._path(key)
+        self._make_dirs(key)
         if path.exists():
+            # Perhaps renamed by a concurrent put() that has not fsynced the directory yet.
+            _fsync_dir(path.parent)
             return key
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -41,6 +49,17 @@ class FileBlobStore:
             raise
         _fsync_dir(path.parent)
         return key
+
+    def _make_dirs(self, key: str) -> None:
+        """`ab/` and `ab/cd/` exist and their entries are durable in their parents."""
+        for name in (key[:2], f"{key[:2]}/{key[2:4]}"):
+            if name in self._durable_dirs:
+                continue
+            directory = self.root / name
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir()
+            _fsync_dir(directory.parent)  # whoever made it: after this, its entry is on disk
+            self._durable_dirs.add(name)
 
     def get(self, key: str) -> bytes:
         try:

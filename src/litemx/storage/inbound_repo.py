@@ -5,14 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from litemx.storage.repo import many
 from litemx.storage.schema import inbound_queue as q
 
 
-def enqueue(conn: Connection, values: dict[str, Any]) -> int:
-    return int(conn.execute(insert(q).values(**values).returning(q.c.id)).scalar_one())
+# One statement for a whole batch; the ids come back in the rows' order.
+_ENQUEUE = insert(q).returning(q.c.id, sort_by_parameter_order=True)
+
+
+def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Queue accepted messages; returns their ids in order (InboundService group-commits these)."""
+    return [int(i) for i in conn.execute(_ENQUEUE, rows).scalars().all()]
 
 
 def lease_due(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
@@ -39,12 +44,18 @@ def is_pending(conn: Connection, queue_id: int) -> bool:
     return conn.execute(stmt).scalar_one_or_none() == "pending"
 
 
+_FINISH = (update(q).where(q.c.id == bindparam("b_id"))
+           .values(status=bindparam("b_status"), processed_at=bindparam("b_at"), last_error=bindparam("b_error")))
+_RETRY_LATER = (update(q).where(q.c.id == bindparam("b_id"))
+                .values(next_attempt_at=bindparam("b_at"), last_error=bindparam("b_error")))
+
+
 def finish(conn: Connection, queue_id: int, status: str, at: datetime, error: str | None = None) -> None:
-    conn.execute(update(q).where(q.c.id == queue_id).values(status=status, processed_at=at, last_error=error))
+    conn.execute(_FINISH, {"b_id": queue_id, "b_status": status, "b_at": at, "b_error": error})
 
 
 def retry_later(conn: Connection, queue_id: int, at: datetime, error: str) -> None:
-    conn.execute(update(q).where(q.c.id == queue_id).values(next_attempt_at=at, last_error=error[:500]))
+    conn.execute(_RETRY_LATER, {"b_id": queue_id, "b_at": at, "b_error": error[:500]})
 
 
 def release_leases(conn: Connection, now: datetime) -> int:

@@ -6,15 +6,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, or_, select, text, update
 
-from litemx.storage.repo import by_column, many, one
+from litemx.storage.repo import by_column, many, one, row_dict
 from litemx.storage.schema import attachments, inbound_queue, messages, threads
+
+# The inbound worker's per-message statements, built once: executed with a parameter dict they
+# hit SQLAlchemy's compiled cache instead of being rebuilt and re-keyed for every message.
+_ADD_MESSAGE = insert(messages).returning(messages.c.seq)
+_ADD_ATTACHMENTS = insert(attachments)
+_THREAD_BY_ID = select(threads).where(threads.c.id == bindparam("b_id"))
+_ADD_THREAD = insert(threads)
+_BUMP_THREAD = (update(threads).where(threads.c.id == bindparam("b_id"))
+                .values(message_count=threads.c.message_count + 1, last_message_at=bindparam("b_at")))
 
 
 def add_message(conn: Connection, values: dict[str, Any]) -> int:
     """Insert and index; returns the integer seq."""
-    seq = int(conn.execute(insert(messages).values(**values).returning(messages.c.seq)).scalar_one())
+    seq = int(conn.execute(_ADD_MESSAGE, values).scalar_one())
     index_message(conn, seq)
     return seq
 
@@ -26,7 +35,7 @@ def delivered_mailboxes(conn: Connection, queue_id: int) -> set[str]:
 
 def add_attachments(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        conn.execute(insert(attachments), rows)
+        conn.execute(_ADD_ATTACHMENTS, rows)
 
 
 def threads_by_message_ids(conn: Connection, mailbox_id: str, ids: list[str]) -> dict[str, str]:
@@ -47,13 +56,12 @@ def thread_by_subject(conn: Connection, mailbox_id: str, key: str, since: dateti
 
 def touch_thread(conn: Connection, thread: dict[str, Any], at: datetime) -> None:
     """Create the thread or count one more message in it."""
-    existing = by_column(conn, threads, "id", thread["id"])
+    existing = conn.execute(_THREAD_BY_ID, {"b_id": thread["id"]}).first()
     if existing is None:
-        conn.execute(insert(threads).values(**thread, message_count=1, last_message_at=at, created_at=at))
+        conn.execute(_ADD_THREAD, {**thread, "message_count": 1, "last_message_at": at, "created_at": at})
         return
-    newest = max(existing["last_message_at"], at)
-    conn.execute(update(threads).where(threads.c.id == thread["id"])
-                 .values(message_count=threads.c.message_count + 1, last_message_at=newest))
+    newest = max(row_dict(existing)["last_message_at"], at)
+    conn.execute(_BUMP_THREAD, {"b_id": thread["id"], "b_at": newest})
 
 
 # The full-text index (see migration 0002 for why it lives outside the metadata).
@@ -117,11 +125,20 @@ class MessageScope:
     include_quarantined: bool = False
 
 
-def scope_conditions(scope: MessageScope) -> list[ColumnElement[bool]]:
-    """The WHERE conditions every message read applies (account, grants, status)."""
-    conds: list[ColumnElement[bool]] = [messages.c.account_id == scope.account_id]
+def scope_conditions(scope: MessageScope, *, within_thread: bool = False) -> list[ColumnElement[bool]]:
+    """The WHERE conditions every message read applies (account, grants, status).
+
+    `within_thread`: the query is already narrowed to one or a few threads. The account and
+    mailbox terms still apply, written as `column || ''` so no index can serve them: SQLite
+    without ANALYZE statistics ties (thread_id, seq) with (account_id, seq) and may otherwise
+    walk a whole account to read one thread.
+    """
+    account, mailbox = messages.c.account_id, messages.c.mailbox
+    if within_thread:
+        account, mailbox = account.concat(""), mailbox.concat("")
+    conds: list[ColumnElement[bool]] = [account == scope.account_id]
     if scope.mailboxes is not None:
-        conds.append(messages.c.mailbox.in_(sorted(scope.mailboxes)))
+        conds.append(mailbox.in_(sorted(scope.mailboxes)))
     if scope.status is not None:
         conds.append(messages.c.status == scope.status)
     elif not scope.include_quarantined:
@@ -145,7 +162,7 @@ def thread_by_id(conn: Connection, thread_id: str) -> dict[str, Any] | None:
 def thread_messages(conn: Connection, thread_id: str, scope: MessageScope, limit: int,
                     after_seq: int | None) -> list[dict[str, Any]]:
     """A thread's messages oldest first (full rows: the thread view shows bodies)."""
-    conds = [messages.c.thread_id == thread_id, *scope_conditions(scope)]
+    conds = [messages.c.thread_id == thread_id, *scope_conditions(scope, within_thread=True)]
     if after_seq is not None:
         conds.append(messages.c.seq > after_seq)
     return many(conn, select(messages).where(*conds).order_by(messages.c.seq).limit(limit))
@@ -160,7 +177,8 @@ def list_threads(conn: Connection, scope: MessageScope, limit: int,
     quarantine. The page is chosen first (an index walk over threads); the per-thread figures
     are then computed for that page's threads only.
     """
-    visible = select(messages.c.seq).where(messages.c.thread_id == threads.c.id, *scope_conditions(scope)).exists()
+    visible = (select(messages.c.seq)
+               .where(messages.c.thread_id == threads.c.id, *scope_conditions(scope, within_thread=True)).exists())
     conds = [threads.c.account_id == scope.account_id, visible]
     if scope.mailboxes is not None:
         conds.append(threads.c.mailbox.in_(sorted(scope.mailboxes)))
@@ -185,7 +203,7 @@ def _latest_per_thread(conn: Connection, scope: MessageScope, thread_ids: list[s
         func.count().over(**by_thread).label("visible_count"),
         messages.c.from_name.label("latest_from_name"), messages.c.from_addr.label("latest_from_addr"),
         messages.c.snippet.label("latest_snippet"), messages.c.id.label("latest_id"),
-    ).where(messages.c.thread_id.in_(thread_ids), *scope_conditions(scope)).subquery("ranked")
+    ).where(messages.c.thread_id.in_(thread_ids), *scope_conditions(scope, within_thread=True)).subquery("ranked")
     rows = many(conn, select(ranked).where(ranked.c.rank == 1))
     return {r.pop("thread_id"): {k: v for k, v in r.items() if k != "rank"} for r in rows}
 

@@ -28,6 +28,7 @@ from litemx.storage.schema import (
     accounts,
     attachments,
     audit_events,
+    draft_attachments,
     drafts,
     inbound_queue,
     mailboxes,
@@ -279,6 +280,16 @@ def _skip_locked(conn: Connection, stmt: Any) -> Any:
 def set_disabled(conn: Connection, table: Table, row_id: str, at: datetime | None) -> None:
     """Set or clear `disabled_at` on an account, domain, mailbox or token row."""
     conn.execute(update(table).where(table.c.id == row_id).values(disabled_at=at))
+
+
+def delete_mailbox_draft_attachments(conn: Connection, mailbox_id: str) -> set[str]:
+    """Remove the attachment rows of the mailbox's drafts; returns the blob keys they held
+    (the caller deletes those no other row references)."""
+    of_mailbox = select(drafts.c.id).where(drafts.c.mailbox_id == mailbox_id).scalar_subquery()
+    a = draft_attachments.c
+    keys = {r[0] for r in conn.execute(select(a.blob_key).where(a.draft_id.in_(of_mailbox))) if r[0]}
+    conn.execute(delete(draft_attachments).where(a.draft_id.in_(of_mailbox)))
+    return keys
 
 
 def delete_mailbox_drafts(conn: Connection, mailbox_id: str) -> int:

@@ -187,6 +187,8 @@ threads = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "mailbox_id", "last_message_at"),
     Index(None, "mailbox_id", "subject_key"),
+    Index(None, "account_id", "last_message_at", "id"),  # thread lists, newest activity first (0007)
+    Index(None, "account_id", "mailbox", "last_message_at", "id"),
 )
 
 messages = Table(
@@ -226,7 +228,11 @@ messages = Table(
     Column("signals", JSONType, nullable=False),
     Column("deleted_content_at", UTCDateTime, nullable=True),
     UniqueConstraint("queue_id", "mailbox_id"),  # re-driving a queue row never duplicates
-    Index(None, "account_id", "mailbox_id", "seq"),
+    # Newest-first reads (0007): the scope's equality columns, then the sort key, so a list or
+    # search walks the newest rows and stops at LIMIT (scopes filter on the `mailbox` address).
+    Index(None, "account_id", "seq"),
+    Index(None, "account_id", "mailbox", "seq"),
+    Index(None, "mailbox_id", "seq"),  # retention export and purge walk one mailbox
     Index(None, "mailbox_id", "message_id_header"),
     Index(None, "thread_id", "seq"),
 )
@@ -445,3 +451,49 @@ Index(None, inbound_queue.c.raw_key)
 Index(None, audit_events.c.account_id, audit_events.c.at)
 
 __all__ += ["job_locks"]
+
+# -- the SES inbound webhook (migration 0006) -------------------------------------------------
+
+sns_messages = Table(
+    "sns_messages",
+    metadata,
+    # One row per SNS MessageId the SES webhook took (SNS delivers at least once): a redelivery
+    # finds `done` and is answered without storing the mail again; `processing` is a claim that
+    # a crashed request leaves behind, taken over once it is older than a lease. Subscription
+    # confirmations stay as the record of the topics this server confirmed.
+    Column("message_id", String(100), primary_key=True),
+    Column("type", String(32), nullable=False),  # Notification | SubscriptionConfirmation
+    Column("topic_arn", String(256), nullable=False),
+    Column("status", String(12), nullable=False),  # processing | done
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("queue_id", BigInteger, nullable=True),  # the inbound_queue row of received mail
+    Column("details", JSONType, nullable=False),
+    Index(None, "claimed_at"),
+)
+
+__all__ += ["sns_messages"]
+
+# -- draft attachments (migration 0008) --------------------------------------------------------
+
+draft_attachments = Table(
+    "draft_attachments",
+    metadata,
+    # A file on a draft: the bytes are a content-addressed blob (shared with any message or
+    # draft holding the same bytes), the metadata is here. When the draft is sent its rows keep
+    # the metadata but hand the blob reference over to the sent message's `attachments` rows
+    # (blob_key → NULL), so the message's retention window, not the draft, decides the content.
+    Column("id", String(40), primary_key=True),
+    Column("draft_id", String(40), ForeignKey("drafts.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("blob_key", String(64), nullable=True),
+    Column("content_id", String(255), nullable=True),
+    Column("disposition", String(16), nullable=False),  # attachment | inline
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "draft_id", "position"),
+    Index(None, "blob_key"),  # the retention/purge reference check probes every blob_key column
+)
+
+__all__ += ["draft_attachments"]

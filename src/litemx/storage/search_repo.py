@@ -9,7 +9,10 @@ Both backends apply the same scope conditions as every other read (account, mail
 quarantine) inside the one query, and skip messages whose content retention removed.
 
 Results are newest first (by seq), not by rank: mail search is mostly "the recent message
-about X", and a stable order gives simple, exact cursor pagination.
+about X", and a stable order gives simple, exact cursor pagination. On SQLite the order and
+the cursor are written on `message_fts.rowid` (the same number as `messages.seq`): FTS5 then
+walks its doclists newest first and stops after the page instead of materialising, snippeting
+and sorting every match.
 
 Field semantics, identical on both databases except where noted:
 - free words and phrases match subject, sender, recipients or body;
@@ -70,17 +73,19 @@ def search(conn: Connection, scope: MessageScope, query: Query, limit: int, befo
     rather than everything.
     """
     if conn.dialect.name == "sqlite":
-        stmt = _sqlite_statement(query)
+        stmt, order = _sqlite_statement(query)
     else:
-        stmt = _postgres_statement(query)
+        stmt, order = _postgres_statement(query), messages.c.seq
     if stmt is None:
         return SearchPage([], False)
-    stmt = stmt.where(*_common_conditions(scope, query, before_seq)).order_by(messages.c.seq.desc())
-    rows = many(conn, stmt.limit(limit + 1))
+    conds = _common_conditions(scope, query)
+    if before_seq is not None:
+        conds.append(order < before_seq)
+    rows = many(conn, stmt.where(*conds).order_by(order.desc()).limit(limit + 1))
     return SearchPage(rows[:limit], len(rows) > limit)
 
 
-def _common_conditions(scope: MessageScope, query: Query, before_seq: int | None) -> list[ColumnElement[bool]]:
+def _common_conditions(scope: MessageScope, query: Query) -> list[ColumnElement[bool]]:
     """Scope, retention and the non-text operators (has:, after:, before:) as SQL."""
     conds = [*scope_conditions(scope), messages.c.deleted_content_at.is_(None), messages.c.raw_key.is_not(None)]
     if query.has_attachment:
@@ -89,8 +94,6 @@ def _common_conditions(scope: MessageScope, query: Query, before_seq: int | None
         conds.append(messages.c.received_at >= query.after_datetime)
     if query.before_datetime is not None:
         conds.append(messages.c.received_at < query.before_datetime)
-    if before_seq is not None:
-        conds.append(messages.c.seq < before_seq)
     return conds
 
 
@@ -101,13 +104,16 @@ def _plain_statement() -> Select[Any]:
 # --------------------------------------------------------------------------- SQLite FTS5
 
 
-def _sqlite_statement(query: Query) -> Select[Any] | None:
+def _sqlite_statement(query: Query) -> tuple[Select[Any] | None, ColumnElement[Any]]:
+    """The statement and the column that orders it (and carries the cursor): the FTS rowid
+    when words are matched (== messages.seq, see the module doc), else messages.seq."""
     match = to_fts5(query)
     if match is None:
-        return None if has_text(query) else _plain_statement()
-    return (select(*LIST_COLUMNS, _SNIPPET.label("hit_snippet"))
+        return (None if has_text(query) else _plain_statement()), messages.c.seq
+    stmt = (select(*LIST_COLUMNS, _SNIPPET.label("hit_snippet"))
             .select_from(messages.join(_SQLITE_FTS, _SQLITE_FTS.c.rowid == messages.c.seq))
             .where(text("message_fts MATCH :match").bindparams(bindparam("match", match, type_=String))))
+    return stmt, _SQLITE_FTS.c.rowid
 
 
 # --------------------------------------------------------------------------- PostgreSQL tsvector

@@ -18,6 +18,7 @@ from litemx.storage.schema import (
     delivery_attempts,
     delivery_events,
     domains,
+    draft_attachments,
     drafts,
     idempotency_keys,
     messages,
@@ -72,6 +73,38 @@ def list_drafts(conn: Connection, account_id: str, p: Page, only: frozenset[str]
         conds.append(drafts.c.id < str(p.after))
     stmt = select(drafts).where(*conds).order_by(drafts.c.id.desc()).limit(p.limit + 1)
     return finish(many(conn, stmt), p, "id")
+
+
+# -- draft attachments ------------------------------------------------------------------------
+
+def add_draft_attachments(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(draft_attachments), rows)
+
+
+def draft_attachments_of(conn: Connection, draft_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each draft's attachment rows in position order (one query for a whole page of drafts)."""
+    wanted = sorted(set(draft_ids))
+    out: dict[str, list[dict[str, Any]]] = {d: [] for d in wanted}
+    if not wanted:
+        return out
+    a = draft_attachments.c
+    for row in many(conn, select(draft_attachments).where(a.draft_id.in_(wanted)).order_by(a.draft_id, a.position)):
+        out[row["draft_id"]].append(row)
+    return out
+
+
+def delete_draft_attachments(conn: Connection, draft_id: str) -> set[str]:
+    """Remove a draft's attachment rows; returns the blob keys they referenced."""
+    a = draft_attachments.c
+    keys = {r[0] for r in conn.execute(select(a.blob_key).where(a.draft_id == draft_id)) if r[0]}
+    conn.execute(delete(draft_attachments).where(a.draft_id == draft_id))
+    return keys
+
+
+def release_draft_blobs(conn: Connection, draft_id: str) -> None:
+    """A sent draft keeps its attachment metadata; the blob references moved to the message."""
+    conn.execute(update(draft_attachments).where(draft_attachments.c.draft_id == draft_id).values(blob_key=None))
 
 
 # -- messages and threads a reply starts from -------------------------------------------------

@@ -29,9 +29,14 @@ PLAN_COLS = [("purpose", "purpose"), ("type", "type"), ("host", "host"), ("prior
 
 
 @domains.command("add")
-def domains_add(name: str, json_: JsonOpt = False) -> None:
+def domains_add(name: str, dmarc_report: Annotated[str | None, typer.Option(
+        "--dmarc-report", help="Address receiving DMARC aggregate reports (rua=).")] = None,
+        json_: JsonOpt = False) -> None:
     """Add a domain (no DNS provider move needed)."""
-    run(json_, lambda api: api.call("POST", "/api/domains", body={"name": name}))
+    body: dict[str, Any] = {"name": name}
+    if dmarc_report is not None:
+        body["dmarc_report"] = dmarc_report
+    run(json_, lambda api: api.call("POST", "/api/domains", body=body))
 
 
 @domains.command("list")
@@ -92,15 +97,40 @@ def domains_dns_plan(name: str, format_: Annotated[str, typer.Option("--format",
                      json_: JsonOpt = False) -> None:
     """The records to publish at your DNS host."""
     params = {"format": "zone"} if format_ == "zone" else None
+    seen: dict[str, Any] = {}
 
     def call(api):  # type: ignore[no-untyped-def]
         data = api.call("GET", f"/api/domains/{seg(name)}/dns-plan", params=params)
         if format_ == "zone" and not json_:
             print(data.get("zone", ""))
             raise typer.Exit(0)
+        seen.update(data)
         return data if json_ else {"items": data.get("records", []), "next_cursor": None}
 
     run(json_, call, PLAN_COLS, title=f"DNS plan for {name}")
+    if not json_:
+        for warning in seen.get("warnings") or []:
+            print(f"warning: {warning}")
+
+
+@domains.command("dmarc")
+def domains_dmarc(name: str, report: Annotated[str | None, typer.Option(
+        "--report", help="Address receiving DMARC aggregate reports (rua=mailto:...).")] = None,
+        no_report: Annotated[bool, typer.Option("--no-report", help="Stop asking for aggregate reports.")] = False,
+        json_: JsonOpt = False) -> None:
+    """Set the DMARC report address, then publish the DMARC record shown."""
+    if (report is None) == (not no_report):
+        raise typer.BadParameter("give exactly one of --report ADDRESS or --no-report")
+    seen: dict[str, Any] = {}
+
+    def call(api):  # type: ignore[no-untyped-def]
+        seen.update(api.call("PUT", f"/api/domains/{seg(name)}/dmarc", body={"report_address": report}))
+        return seen if json_ else {"items": seen.get("records", []), "next_cursor": None}
+
+    run(json_, call, PLAN_COLS, title=f"DMARC record for {name}")
+    if not json_:
+        for warning in seen.get("warnings") or []:
+            print(f"warning: {warning}")
 
 
 @domains.command("readiness")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import mimetypes
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -108,6 +110,9 @@ BccOpt = Annotated[list[str] | None, typer.Option("--bcc", help="Bcc recipient (
 HtmlOpt = Annotated[str | None, typer.Option("--html", help="HTML body (sent alongside the text).")]
 KeyOpt = Annotated[str | None, typer.Option("--idempotency-key", help="Reuse to make a retried send safe "
                                             "(default: a fresh key per run).")]
+AttachOpt = Annotated[list[Path] | None, typer.Option(
+    "--attach", exists=True, dir_okay=False, readable=True,
+    help="Attach a file (repeatable; content type guessed from the name, else application/octet-stream).")]
 SUPPRESSION_COLS = [("address", "address"), ("reason", "reason"), ("mailbox", "mailbox"), ("since", "created_at")]
 
 
@@ -116,11 +121,11 @@ def drafts_create(
     mailbox: Annotated[str, typer.Option("--mailbox", help="Sending mailbox.")],
     to: RecipientsOpt = None, cc: CcOpt = None, bcc: BccOpt = None,
     subject: Annotated[str, typer.Option("--subject")] = "",
-    body: BodyOpt = None, html: HtmlOpt = None, json_: JsonOpt = False,
+    body: BodyOpt = None, html: HtmlOpt = None, attach: AttachOpt = None, json_: JsonOpt = False,
 ) -> None:
     """Write a draft (sending is a separate step: drafts send)."""
     payload = _compact({"mailbox": mailbox, "to": csv(to), "cc": csv(cc), "bcc": csv(bcc), "subject": subject,
-                        "text": body, "html": html})
+                        "text": body, "html": html, "attachments": _attachments(attach)})
     run(json_, lambda api: api.call("POST", "/api/drafts", body=payload))
 
 
@@ -141,12 +146,12 @@ def drafts_show(draft_id: str, json_: JsonOpt = False) -> None:
 def drafts_update(
     draft_id: str, to: RecipientsOpt = None, cc: CcOpt = None, bcc: BccOpt = None,
     subject: Annotated[str | None, typer.Option("--subject")] = None,
-    body: BodyOpt = None, html: HtmlOpt = None, json_: JsonOpt = False,
+    body: BodyOpt = None, html: HtmlOpt = None, attach: AttachOpt = None, json_: JsonOpt = False,
 ) -> None:
-    """Change the given fields of an unsent draft (a given --to/--cc/--bcc replaces the list)."""
+    """Change the given fields of an unsent draft (a given --to/--cc/--bcc/--attach replaces the list)."""
     payload = _compact({"to": csv(to) if to is not None else None, "cc": csv(cc) if cc is not None else None,
                         "bcc": csv(bcc) if bcc is not None else None, "subject": subject, "text": body,
-                        "html": html})
+                        "html": html, "attachments": _attachments(attach)})
     run(json_, lambda api: api.call("PATCH", f"/api/drafts/{seg(draft_id)}", body=payload))
 
 
@@ -167,11 +172,11 @@ def send(
     to: Annotated[list[str], typer.Option("--to", help="Recipient (repeat or comma-separate).")],
     subject: Annotated[str, typer.Option("--subject")],
     cc: CcOpt = None, bcc: BccOpt = None, body: BodyOpt = None, html: HtmlOpt = None,
-    idempotency_key: KeyOpt = None, json_: JsonOpt = False,
+    attach: AttachOpt = None, idempotency_key: KeyOpt = None, json_: JsonOpt = False,
 ) -> None:
     """Send directly (needs email:send; runs the full preflight)."""
     payload = _compact({"mailbox": from_, "to": csv(to), "cc": csv(cc), "bcc": csv(bcc), "subject": subject,
-                        "text": body, "html": html})
+                        "text": body, "html": html, "attachments": _attachments(attach)})
     key = {"Idempotency-Key": idempotency_key or f"cli-{uuid.uuid4()}"}
     run(json_, lambda api: api.call("POST", "/api/send", body=payload, headers=key))
 
@@ -190,6 +195,23 @@ def suppressions_list(limit: LimitOpt = None, cursor: CursorOpt = None, json_: J
 def suppressions_remove(address: str, json_: JsonOpt = False) -> None:
     """Allow sending to ADDRESS again."""
     run(json_, lambda api: api.call("DELETE", f"/api/suppressions/{seg(address)}"))
+
+
+_COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz",
+               "compress": "application/x-compress", "br": "application/x-brotli"}
+
+
+def _attachments(paths: list[Path] | None) -> list[dict[str, str]] | None:
+    """Each file as an API attachment: its name, a guessed content type and its bytes in base64."""
+    if not paths:
+        return None
+    out = []
+    for path in paths:
+        guessed, encoding = mimetypes.guess_type(path.name, strict=False)
+        content_type = _COMPRESSED.get(encoding or "", "application/octet-stream") if encoding else guessed
+        out.append({"filename": path.name, "content_type": content_type or "application/octet-stream",
+                    "content_base64": base64.b64encode(path.read_bytes()).decode("ascii")})
+    return out
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,8 @@ def _error_of(response: httpx.Response) -> CliError:
 
 def safe(text: Any) -> str:
     """Untrusted text made harmless for a terminal."""
-    return _CONTROL.sub("\ufffd", "" if text is None else str(text))
+    # Mail lines end in CRLF (RFC 5322 §2.1): the CR is line structure, not a control to mark.
+    return _CONTROL.sub("\ufffd", "" if text is None else str(text).replace("\r\n", "\n"))
 
 
 def _who(party: dict[str, Any] | None) -> str:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from litemx.adapters.cli import access, admin, directory, mail
 from litemx.adapters.cli.common import JsonOpt
+from litemx.adapters.cli.output import EXIT_CODES
 from litemx.errors import LitemxError
 from litemx.settings import Settings
 
@@ -43,12 +49,13 @@ def serve(
     dns: Annotated[str | None, Opt("--dns", help="LITEMX_DNS_SERVERS host:port[,host:port]")] = None,
     outbound: Annotated[str | None, Opt("--outbound", help="LITEMX_OUTBOUND smtp://host:port | mx | ses")] = None,
 ) -> None:
-    """Run the server: REST API, OpenAPI and /mcp (and the MX listener as it lands)."""
+    """Run the server: REST API, OpenAPI and /mcp, the SMTP MX, and the background workers."""
     from litemx.server import serve as run_server
 
     settings = _settings(data_dir=data_dir, http=http, smtp=smtp, hostname=hostname, database_url=database_url,
                          blob_url=blob_url, dns_servers=dns, outbound=outbound)
-    run_server(settings)
+    with _one_line_errors():
+        run_server(settings)
 
 
 @accounts.command("create")
@@ -62,14 +69,13 @@ def accounts_create(
     """Create an account and print its founder admin token (shown once)."""
     from litemx.app import build_services
 
-    services = build_services(_settings(data_dir=data_dir, database_url=database_url))
-    try:
-        account, token = services.auth.create_account(name, plan)
-    except LitemxError as exc:
-        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        services.close()
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    with _one_line_errors():
+        services = build_services(settings)
+        try:
+            account, token = services.auth.create_account(name, plan)
+        finally:
+            services.close()
     if json_:
         typer.echo(json.dumps({"account": {"id": account["id"], "name": account["name"], "plan": plan},
                                "token": token}))
@@ -90,7 +96,31 @@ def mcp(
     from litemx.adapters.mcp.stdio import serve_stdio
 
     settings = _settings(data_dir=data_dir, database_url=database_url, blob_url=blob_url, dns_servers=dns)
-    raise typer.Exit(serve_stdio(settings, os.environ.get("LITEMX_TOKEN")))
+    with _one_line_errors():
+        status = serve_stdio(settings, os.environ.get("LITEMX_TOKEN"))
+    raise typer.Exit(status)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Server-side commands fail like client ones: one line, a code, a non-zero exit — the
+    trace goes to the log at debug level only (a port in use or an unreachable database is
+    an operator's problem to read, not a Python stack)."""
+    try:
+        yield
+    except LitemxError as exc:
+        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+        raise typer.Exit(EXIT_CODES.get(exc.code, 1)) from None
+    except (OSError, ssl.SSLError, SQLAlchemyError) as exc:
+        logging.getLogger("litemx").debug("server-side command failed", exc_info=exc)
+        typer.echo(f"error: unavailable: {_describe(exc)}", err=True)
+        raise typer.Exit(EXIT_CODES["unavailable"]) from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SQLAlchemyError):
+        return f"the database is not usable ({type(getattr(exc, 'orig', None) or exc).__name__})"
+    return str(exc) or type(exc).__name__
 
 
 def _settings(**overrides: object) -> Settings:

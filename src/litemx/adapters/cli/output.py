@@ -85,7 +85,8 @@ def _cell(value: Any) -> str:
         return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
-    return _CONTROL.sub("?", str(value))
+    # A table cell is one line: line breaks in mail text (search snippets) become spaces.
+    return _CONTROL.sub("?", " ".join(str(value).split()) if isinstance(value, str) else str(value))
 
 
 def _width() -> int | None:

@@ -15,6 +15,7 @@ from litemx.adapters.http.routes_admin import router as admin_router
 from litemx.adapters.http.routes_domains import router as domains_router
 from litemx.adapters.http.routes_messages import router as messages_router
 from litemx.adapters.http.routes_send import router as send_router
+from litemx.adapters.http.routes_ses import router as ses_router
 from litemx.adapters.mcp.http import mount as mount_mcp
 from litemx.app import Services
 from litemx.core.operations import OPERATIONS, Operation
@@ -41,14 +42,19 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(domains_router)
     app.include_router(messages_router)
     app.include_router(send_router)
+    app.include_router(ses_router)
     for op in OPERATIONS.values():
         if not op.live and op.path is not None and op.method is not None:
             _add_planned(app, op)
     mount_mcp(app, services)
     _describe_openapi_route(app)
     inbound = int(services.infra.settings.max_message_bytes * 1.5)
+    # Drafts and sends carry base64 attachments: a message of max_message_bytes is about that
+    # much base64 in JSON, plus bodies; the services then check the message size exactly.
+    outbound = max(JSON_BODY_LIMIT, inbound)
     app.add_middleware(BodyLimit, default_limit=JSON_BODY_LIMIT,
-                       overrides={"/api/inbound/simulate": inbound, "/api/inbound/ses": inbound})
+                       overrides={"/api/inbound/simulate": inbound, "/api/inbound/ses": inbound,
+                                  "/api/drafts": outbound, "/api/drafts/{id}": outbound, "/api/send": outbound})
     return app
 
 

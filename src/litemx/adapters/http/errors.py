@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from litemx.errors import LitemxError, RateLimited
@@ -73,6 +74,13 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return envelope(code, str(exc.detail))
 
 
+def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+    # A lost or refused database connection is an outage, not a bug: 503 so clients retry.
+    log.error("database unavailable", exc_info=exc)
+    return envelope("unavailable", "the database is not reachable right now; try again shortly",
+                    headers={"Retry-After": "5"})
+
+
 def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     # The only place a bug surfaces: logged with its trace server-side, generic to the client.
     log.error("unhandled error", exc_info=exc)
@@ -83,4 +91,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LitemxError, _litemx_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for outage in (OperationalError, InterfaceError, DisconnectionError):
+        app.add_exception_handler(outage, _database_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,13 +13,19 @@ Scope = dict[str, Any]
 
 
 class BodyLimit:
+    """`overrides` maps a path to its limit; a `{name}` segment matches any one path segment
+    (e.g. `/api/drafts/{id}`)."""
+
     def __init__(self, app: Any, default_limit: int, overrides: dict[str, int]):
         self.app = app
         self.default_limit = default_limit
-        self.overrides = overrides
+        self.overrides = {p: n for p, n in overrides.items() if "{" not in p}
+        self.patterns = [(_segments(p), n) for p, n in overrides.items() if "{" in p]
 
     def _limit(self, path: str) -> int:
-        return self.overrides.get(path, self.default_limit)
+        if path in self.overrides:
+            return self.overrides[path]
+        return next((n for pattern, n in self.patterns if pattern.match(path)), self.default_limit)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -47,6 +54,10 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+def _segments(path: str) -> re.Pattern[str]:
+    return re.compile("/".join("[^/]+" if seg.startswith("{") else re.escape(seg) for seg in path.split("/")) + "$")
 
 
 def _nul_field(scope: Scope) -> str | None:

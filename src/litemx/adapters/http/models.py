@@ -8,6 +8,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -16,13 +24,14 @@ class Body(BaseModel):
     def _no_nul(cls, data: Any) -> Any:
         """No JSON string may carry NUL: no field means it, and PostgreSQL text refuses it."""
         if _contains_nul(data):
-            raise ValueError("text fields may not contain NUL characters")
+            raise ValueError("text fields may not contain NUL characters or unpaired surrogates")
         return data
 
 
 def _contains_nul(value: Any) -> bool:
+    """NUL, or a lone UTF-16 surrogate (valid JSON escape, but no UTF-8 text can hold it)."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "\x00" in value or not _encodable(value)
     if isinstance(value, dict):
         return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
     if isinstance(value, list):
@@ -32,6 +41,13 @@ def _contains_nul(value: Any) -> bool:
 
 class DomainCreate(Body):
     name: StrictStr = Field(description="The domain, e.g. project.dev (IDN accepted).")
+    dmarc_report: StrictStr | None = Field(None, description="Address receiving DMARC aggregate reports "
+                                                             "(the plan's rua=mailto:...); optional.")
+
+
+class DmarcUpdate(Body):
+    report_address: StrictStr | None = Field(description="Address receiving DMARC aggregate reports "
+                                                         "(rua=mailto:...); null removes it.")
 
 
 class ReadinessUpdate(Body):
@@ -79,6 +95,8 @@ class DnsRecordOut(BaseModel):
 class DnsPlanOut(BaseModel):
     domain: str
     records: list[DnsRecordOut]
+    warnings: list[str] = Field(default_factory=list, description="What the plan cannot publish for you, e.g. the "
+                                "RFC 7489 §7.1 authorisation a DMARC report domain must publish.")
     zone: str | None = Field(None, description="BIND zone snippet (only with ?format=zone).")
 
 
@@ -110,6 +128,13 @@ class DkimKeyOut(BaseModel):
     public_key_b64: str
     created_at: str
     retired_at: str | None
+
+
+class DmarcOut(BaseModel):
+    domain: str
+    report_address: str | None
+    records: list[DnsRecordOut] = Field(description="The DMARC record to publish now.")
+    warnings: list[str]
 
 
 class DkimRotateOut(BaseModel):
@@ -154,6 +179,28 @@ Recipients = list[StrictStr]
 _RECIPIENTS = "Addresses: `alice@example.com` or `Alice <alice@example.com>`."
 
 
+class AttachmentIn(Body):
+    """One file (docs/sending.md "Attachments"): the whole message, encoded, must fit in the
+    server's max_message_bytes (413 `payload_too_large` otherwise)."""
+
+    filename: StrictStr = Field(description="Plain file name (1-255 characters; no CR/LF/NUL, / or \\). "
+                                            "Non-ASCII is sent as an RFC 2231 parameter.")
+    content_type: StrictStr = Field(description="type/subtype, e.g. application/pdf (no parameters; "
+                                                "multipart/* and message/* refused).")
+    content_base64: StrictStr = Field(description="The file's bytes, standard base64.")
+    content_id: StrictStr | None = Field(None, description="Content-ID without brackets (part1@example.com), "
+                                                           "for `cid:` references from the HTML body.")
+    inline: StrictBool = Field(False, description="Shown inside the HTML body (needs content_id) rather "
+                                                  "than as a file.")
+
+
+_ATTACHMENTS = "Files to send with the message (at most 50)."
+
+
+def attachment_dicts(items: list[AttachmentIn] | None) -> list[dict[str, Any]] | None:
+    return None if items is None else [a.model_dump(exclude_none=True) for a in items]
+
+
 class DraftCreate(Body):
     mailbox: StrictStr = Field(description="The sending mailbox (must be in the token's grants).")
     to: Recipients = Field(default_factory=list, description=_RECIPIENTS)
@@ -162,6 +209,7 @@ class DraftCreate(Body):
     subject: StrictStr = ""
     text: StrictStr | None = Field(None, description="Plain-text body.")
     html: StrictStr | None = Field(None, description="HTML body (sent as multipart/alternative with the text).")
+    attachments: list[AttachmentIn] = Field(default_factory=list, description=_ATTACHMENTS)
 
 
 class DraftUpdate(Body):
@@ -173,6 +221,8 @@ class DraftUpdate(Body):
     subject: StrictStr | None = None
     text: StrictStr | None = None
     html: StrictStr | None = None
+    attachments: list[AttachmentIn] | None = Field(None, description=_ATTACHMENTS + " Replaces the draft's "
+                                                   "list; [] removes them all.")
 
 
 class ReplyCreate(Body):
@@ -189,3 +239,4 @@ class SendDirect(Body):
     subject: StrictStr = ""
     text: StrictStr | None = None
     html: StrictStr | None = None
+    attachments: list[AttachmentIn] = Field(default_factory=list, description=_ATTACHMENTS)

@@ -41,7 +41,7 @@ def list_domains(svc: ServicesDep, caller: CallerDep, limit: int | None = Limit,
 
 @router.post("/api/domains", status_code=201, tags=["Domains"])
 def create_domain(svc: ServicesDep, caller: CallerDep, body: DomainCreate) -> Json:
-    return svc.directory.create_domain(caller, body.name)
+    return svc.directory.create_domain(caller, body.name, body.dmarc_report)
 
 
 @router.get("/api/mailboxes", tags=["Mailboxes and routing"])

@@ -1,4 +1,4 @@
-"""REST routes of SPEC §3/§4 for a domain's DNS: plan, live status, readiness, DKIM rotation.
+"""REST routes of SPEC §3/§4 for a domain's DNS: plan, live status, readiness, DKIM rotation, DMARC.
 
 Each handler parses and makes one service call (service/domains_dns.py).
 """
@@ -10,7 +10,14 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from litemx.adapters.http.deps import CallerDep, ServicesDep
-from litemx.adapters.http.models import DkimRotateOut, DnsPlanOut, DomainStatusOut, ReadinessUpdate
+from litemx.adapters.http.models import (
+    DkimRotateOut,
+    DmarcOut,
+    DmarcUpdate,
+    DnsPlanOut,
+    DomainStatusOut,
+    ReadinessUpdate,
+)
 
 router = APIRouter(tags=["Domains"])
 Json = dict[str, Any]
@@ -41,3 +48,9 @@ def set_readiness(svc: ServicesDep, caller: CallerDep, domain: str, body: Readin
 def rotate_dkim(svc: ServicesDep, caller: CallerDep, domain: str, retire: str | None = Retire) -> Json:
     """New DKIM keys (the current ones keep being published as retiring), or end a retiring key."""
     return svc.domains_dns.rotate_dkim(caller, domain, retire)
+
+
+@router.put("/api/domains/{domain}/dmarc", response_model=DmarcOut)
+def set_dmarc(svc: ServicesDep, caller: CallerDep, domain: str, body: DmarcUpdate) -> Json:
+    """Set or remove the DMARC aggregate-report address (rua=); republish the DMARC record shown."""
+    return svc.domains_dns.set_dmarc(caller, domain, body.report_address)

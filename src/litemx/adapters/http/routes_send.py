@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Header, Query
 
 from litemx.adapters.http.deps import CallerDep, ServicesDep
-from litemx.adapters.http.models import DraftCreate, DraftUpdate, ReplyCreate, SendDirect
+from litemx.adapters.http.models import DraftCreate, DraftUpdate, ReplyCreate, SendDirect, attachment_dicts
 
 router = APIRouter()
 DRAFTS = "Drafts and sending"
@@ -22,7 +22,9 @@ Limit = Query(None, ge=1, le=200, description="Page size (1-200, default 50).")
 Cursor = Query(None, description="Opaque cursor from a previous page's next_cursor.")
 IdempotencyKey = Header(None, alias="Idempotency-Key", description="Makes retries safe: same key + same request "
                         "= the first response, nothing sent twice (kept 24 h, per account).")
-SEND_BLOCKED = {403: {"description": "`send_blocked` with details.reasons (SPEC §6), or `forbidden`"},
+TOO_LARGE = {413: {"description": "`payload_too_large`: the message with its attachments would exceed the "
+                                  "server's max_message_bytes (details.field, details.limit)"}}
+SEND_BLOCKED = {**TOO_LARGE, 403: {"description": "`send_blocked` with details.reasons (SPEC §6), or `forbidden`"},
                 409: {"description": "Draft already sent, or Idempotency-Key reused for another request"}}
 
 
@@ -52,9 +54,11 @@ def list_drafts(svc: ServicesDep, caller: CallerDep,
     return svc.drafts.list_drafts(caller, mailbox, limit, cursor)
 
 
-@router.post("/api/drafts", status_code=201, tags=[DRAFTS])
+@router.post("/api/drafts", status_code=201, tags=[DRAFTS], responses=TOO_LARGE)
 def create_draft(svc: ServicesDep, caller: CallerDep, body: DraftCreate) -> Json:
-    return svc.drafts.create(caller, body.mailbox, body.to, body.cc, body.bcc, body.subject, body.text, body.html)
+    """Write a draft, with attachments if any (413 `payload_too_large` when over the size limit)."""
+    return svc.drafts.create(caller, body.mailbox, body.to, body.cc, body.bcc, body.subject, body.text, body.html,
+                             attachment_dicts(body.attachments))
 
 
 @router.get("/api/drafts/{id}", tags=[DRAFTS])
@@ -62,10 +66,13 @@ def show_draft(svc: ServicesDep, caller: CallerDep, id: str) -> Json:  # noqa: A
     return svc.drafts.show(caller, id)
 
 
-@router.patch("/api/drafts/{id}", tags=[DRAFTS])
+@router.patch("/api/drafts/{id}", tags=[DRAFTS], responses=TOO_LARGE)
 def update_draft(svc: ServicesDep, caller: CallerDep, id: str, body: DraftUpdate) -> Json:  # noqa: A002
-    """Change the given fields of an unsent draft."""
-    return svc.drafts.update(caller, id, body.model_dump(exclude_unset=True))
+    """Change the given fields of an unsent draft (`attachments` replaces the whole list)."""
+    changes = body.model_dump(exclude_unset=True)
+    if "attachments" in changes:
+        changes["attachments"] = attachment_dicts(body.attachments) or []
+    return svc.drafts.update(caller, id, changes)
 
 
 @router.delete("/api/drafts/{id}", tags=[DRAFTS])
@@ -85,7 +92,7 @@ def send_direct(svc: ServicesDep, caller: CallerDep, body: SendDirect,
                 idempotency_key: str | None = IdempotencyKey) -> Json:
     """Send without a draft, after the full preflight (needs email:send)."""
     return svc.sending.send_direct(caller, body.mailbox, body.to, body.cc, body.bcc, body.subject, body.text,
-                                   body.html, idempotency_key)
+                                   body.html, idempotency_key, attachment_dicts(body.attachments))
 
 
 @router.get("/api/suppressions", tags=[DRAFTS])

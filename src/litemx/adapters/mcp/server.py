@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from litemx import __version__
 from litemx.adapters.mcp import views
@@ -50,6 +50,25 @@ TrimQuotes = Annotated[bool, Field(
     description="Replace quoted history ('> ...', 'On ... wrote:') and signatures with a short marker.")]
 Addresses = Annotated[list[str], Field(
     max_length=50, description="Recipient addresses ('a@example.com' or 'Name <a@example.com>').")]
+
+MCP_ATTACHMENTS = 10
+MCP_ATTACHMENT_CHARS = 1_000_000  # base64 characters (about 730 KB of file) per attachment
+
+
+class DraftAttachment(BaseModel):
+    """One file for create_draft; the same rules as REST (docs/sending.md "Attachments")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255, description="Plain file name, e.g. quote.pdf "
+                          "(no path, no line breaks).")
+    content_type: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/"
+                              r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$", description="type/subtype, e.g. application/pdf.")
+    content_base64: str = Field(max_length=MCP_ATTACHMENT_CHARS, description="The file's bytes, base64.")
+    content_id: str | None = Field(None, max_length=250, description="Only for an image the HTML refers to as "
+                                                                     "cid:<content_id>; omit otherwise.")
+    inline: bool = Field(False, description="Show inside the HTML body (needs content_id). Default false.")
+
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 DRAFT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
@@ -176,11 +195,17 @@ class Toolbox:
         text: Annotated[str, Field(max_length=200_000, description="The plain-text body.")],
         cc: Addresses | None = None,
         bcc: Addresses | None = None,
+        attachments: Annotated[list[DraftAttachment] | None, Field(max_length=MCP_ATTACHMENTS, description=(
+            f"Files to attach (at most {MCP_ATTACHMENTS}, each up to {MCP_ATTACHMENT_CHARS:,} base64 characters; "
+            "the whole message must also fit the server's message size limit)."))] = None,
     ) -> CallToolResult:
         """Create a new draft (not a reply; use reply_to_thread to answer a conversation). Nothing is
         sent: a human, or an agent with email:send, sends it later with send_draft. Needs drafts:write."""
+        files = [a.model_dump(exclude_none=True) for a in attachments or []]
+
         def produce(caller: Caller, fence: Fence, size: int | None) -> Payload:
-            draft = self.services.drafts.create(caller, mailbox, to, cc or (), bcc or (), subject, text)
+            draft = self.services.drafts.create(caller, mailbox, to, cc or (), bcc or (), subject, text,
+                                                attachments=files)
             return _with_fence(fence, {"draft": views.draft(draft, fence), "next_step": views.DRAFT_NEXT_STEP})
 
         return await self.run(ctx, "create_draft", produce)

@@ -168,6 +168,8 @@ def draft(row: dict[str, Any], fence: Fence) -> dict[str, Any]:
         "bcc": headers(row.get("bcc"), fence), "subject": subject(row.get("subject"), fence),
         "text_chars": len(row.get("text") or ""), "thread_id": row.get("thread_id"),
         "reply_to_message": row.get("reply_to_message"), "in_reply_to": row.get("in_reply_to"),
+        "attachments": [{"filename": fence.wrap_optional(a.get("filename")), "content_type": a.get("content_type"),
+                         "size": a.get("size")} for a in (row.get("attachments") or [])[:MAX_PARTIES]],
         "created_at": row.get("created_at"),
     }
 
