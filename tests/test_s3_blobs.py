@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from litemx.app import build_blob_store, build_services
 from litemx.errors import InvalidRequest, Unavailable
@@ -18,20 +17,10 @@ from litemx.storage import messages_repo
 from litemx.storage.s3 import S3BlobStore, parse_s3_url
 from tests.support.inbox import Mail
 from tests.support.live import free_port
+from tests.support.moto_s3 import s3_endpoint  # noqa: F401 - pytest fixture
 from tests.support.retention_helpers import SUPPORT, T0, days, host, ingest
 
 BUCKET = "litemx-test"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

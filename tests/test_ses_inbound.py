@@ -12,7 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 
 from litemx.adapters.ses_webhook import https_get
@@ -21,7 +20,7 @@ from litemx.service.ses_inbound import SnsPolicy
 from litemx.storage import sending_repo
 from litemx.storage.schema import audit_events, inbound_queue, messages, sns_messages
 from tests.support.api import assert_error, audit_since
-from tests.support.live import free_port
+from tests.support.moto_s3 import s3_endpoint  # noqa: F401 - pytest fixture
 from tests.support.sending import MAILBOX, count, hosted
 from tests.support.ses import (
     OTHER_TOPIC,
@@ -49,17 +48,6 @@ RAW = (b"From: Alice <alice@sender.example>\r\nTo: support@project.dev\r\nSubjec
 def sns_host() -> Iterator[FakeSns]:
     with FakeSns() as fake:
         yield fake
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
