@@ -1,10 +1,11 @@
 """The group-committing audit writer (storage/audit_writer.py) that read-only operations use:
 an event is committed when append() returns, concurrent events share commits, a refused row
-fails only its own caller, and close() leaves nothing behind."""
+fails only its own caller, and a failed commit fails the read."""
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,12 +57,8 @@ def _in_threads(writer: AuditWriter, rows: list[dict[str, Any]]) -> dict[int, Ba
 
 
 def test_an_appended_event_is_committed_when_append_returns(services):
-    writer = AuditWriter(services.infra.db)
-    try:
-        writer.append(_row(1))
-        assert _stored(services) == {"msg_1": "message.read"}
-    finally:
-        writer.close()
+    AuditWriter(services.infra.db).append(_row(1))
+    assert _stored(services) == {"msg_1": "message.read"}
 
 
 def test_concurrent_events_are_all_committed_and_share_transactions(services, monkeypatch):
@@ -69,50 +66,52 @@ def test_concurrent_events_are_all_committed_and_share_transactions(services, mo
     commits: list[int] = []
     insert = writer._insert
     monkeypatch.setattr(writer, "_insert", lambda batch: (commits.append(len(batch)), insert(batch))[1])
-    try:
-        outcome = _in_threads(writer, [_row(n) for n in range(24)])
-    finally:
-        writer.close()
+    outcome = _in_threads(writer, [_row(n) for n in range(24)])
     assert outcome == {n: None for n in range(24)}
     assert set(_stored(services)) == {f"msg_{n}" for n in range(24)}
     assert sum(commits) == 24 and len(commits) <= 24
+    assert not writer._queue and not writer._busy  # the last leader handed over to nobody
 
 
 def test_a_row_the_database_refuses_fails_its_caller_and_no_other(services):
     writer = AuditWriter(services.infra.db)
     rows = [_row(n) for n in range(8)]
     rows[3] = _row(3, action=None)  # NOT NULL violation
-    try:
-        outcome = _in_threads(writer, rows)
-    finally:
-        writer.close()
+    outcome = _in_threads(writer, rows)
     assert isinstance(outcome.pop(3), AuditWriteError)
     assert outcome == {n: None for n in range(8) if n != 3}
     assert set(_stored(services)) == {f"msg_{n}" for n in range(8) if n != 3}
 
 
-def test_after_close_the_thread_is_gone_and_an_append_still_commits(services):
+def test_callers_that_queue_during_a_commit_go_in_the_next_one(services, monkeypatch):
     writer = AuditWriter(services.infra.db)
-    writer.append(_row(1))
-    thread = writer._thread
-    writer.close()
-    assert writer._thread is None and (thread is None or not thread.is_alive())
-    writer.append(_row(2))  # inline, in a transaction of its own
-    assert set(_stored(services)) == {"msg_1", "msg_2"}
+    first_commit_started, release = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+    insert = writer._insert
 
+    def slow_insert(batch: list[Any]) -> None:
+        batches.append([p.row["resource_id"] for p in batch])
+        if len(batches) == 1:
+            first_commit_started.set()
+            assert release.wait(JOIN_SECONDS)
+        insert(batch)
 
-def test_an_idle_writer_ends_its_thread_and_starts_a_new_one_on_demand(services):
-    writer = AuditWriter(services.infra.db, idle_exit=0.01)
-    try:
-        writer.append(_row(1))
-        first = writer._thread
-        if first is not None:
-            first.join(JOIN_SECONDS)
-        assert writer._thread is None
-        writer.append(_row(2))
-        assert set(_stored(services)) == {"msg_1", "msg_2"}
-    finally:
-        writer.close()
+    monkeypatch.setattr(writer, "_insert", slow_insert)
+    leader = threading.Thread(target=writer.append, args=(_row(0),))
+    leader.start()
+    assert first_commit_started.wait(JOIN_SECONDS)
+    followers = [threading.Thread(target=writer.append, args=(_row(n),)) for n in (1, 2, 3)]
+    for t in followers:
+        t.start()
+    deadline = time.monotonic() + JOIN_SECONDS
+    while len(writer._queue) < 3:  # the followers queue behind the first commit
+        assert time.monotonic() < deadline
+        threading.Event().wait(0.01)
+    release.set()
+    for t in (leader, *followers):
+        t.join(JOIN_SECONDS)
+    assert batches[0] == ["msg_0"] and sorted(batches[1]) == ["msg_1", "msg_2", "msg_3"]
+    assert set(_stored(services)) == {"msg_0", "msg_1", "msg_2", "msg_3"}
 
 
 def test_a_failed_commit_raises_to_the_reader_and_the_read_is_not_answered(services, tenant, monkeypatch):

@@ -73,8 +73,6 @@ class Services:
         self.outbound = OutboundService(self.infra, transport, self.bounces)
 
     def close(self) -> None:
-        self.inbound.close()  # group commits finish what is queued before the connections go
-        self.infra.audit_writer.close()
         self.infra.db.dispose()
 
 

@@ -514,7 +514,9 @@ class MxListener:
         self.server.close()
         await self.gate.drain(grace)
         if self.executor is not None:
-            self.executor.shutdown(wait=False)  # idle by now: every session has had its reply
+            # Routing or storing work of sessions that were cut off finishes before we return,
+            # so whoever closes the database next finds no thread still using it.
+            await asyncio.to_thread(self.executor.shutdown, wait=True)
 
 
 async def start_mx(settings: Settings, inbound: InboundService) -> MxListener:

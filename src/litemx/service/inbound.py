@@ -50,10 +50,6 @@ class InboundService(ServiceBase):
         # Looked up at call time so the repository function stays the one seam for the queue insert.
         self._queue_rows = GroupInserter(infra.db, lambda conn, rows: inbound_repo.enqueue(conn, rows), "inbound")
 
-    def close(self) -> None:
-        """Commit queue rows still waiting and stop the committer thread (Services.close)."""
-        self._queue_rows.close()
-
     def route_recipient(self, recipient: str, *, client_ip: str | None = None, audit: bool = False) -> Route:
         """Route one RCPT (SPEC §5). With `audit`, a refusal writes `inbound.rejected` (SPEC §9).
 

@@ -16,16 +16,16 @@ from typing import Any
 
 from litemx.storage import audit_repo
 from litemx.storage.db import Database
-from litemx.storage.group_commit import IDLE_EXIT_SECONDS, MAX_BATCH, GroupCommitError, GroupInserter
+from litemx.storage.group_commit import MAX_BATCH, GroupCommitError, GroupInserter
 
 AuditWriteError = GroupCommitError
 
 
 class AuditWriter(GroupInserter):
-    """One committer thread for audit rows; started on first use, stopped by close()."""
+    """Group-committed audit rows (see storage/group_commit.py)."""
 
-    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH, idle_exit: float = IDLE_EXIT_SECONDS):
-        super().__init__(db, audit_repo.append_many, "audit", max_batch=max_batch, idle_exit=idle_exit)
+    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH):
+        super().__init__(db, audit_repo.append_many, "audit", max_batch=max_batch)
 
     def append(self, row: dict[str, Any]) -> None:
         """Insert one audit row and return once it is committed.

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE = "litemx_write"
+SQLITE_POOL_SIZE = 20  # kept connections, and as many more on demand (see _create_engine)
 
 
 class Database:
@@ -68,6 +69,12 @@ def _create_engine(url: str, **kwargs: Any) -> Engine:
         return create_engine(url, pool_pre_ping=True, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # Reads run side by side (a WAL snapshot each), so under load every request thread holds
+        # a connection at once. SQLAlchemy's default pool keeps 5 and closes overflow connections
+        # on return: each request past the fifth then opened its own connection, PRAGMAs included.
+        # A SQLite connection is only a file handle and a page cache, so keep enough of them.
+        kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
+        kwargs.setdefault("max_overflow", SQLITE_POOL_SIZE)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
     _install_sqlite_hooks(engine)
     return engine

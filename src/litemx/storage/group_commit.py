@@ -1,24 +1,24 @@
 """Group commit: rows inserted by many threads, committed together, each caller waiting for its own.
 
-`GroupInserter.add(row)` hands one row to a background thread that writes every row pending
-at that moment in one write transaction (one call of the repository's batch insert) and
-commits once; the caller blocks until the transaction holding its row has committed and gets
-the row's generated id (or the commit's error). So "when add() returns, the row is durable" holds exactly as with a
-transaction per caller, at the cost of one commit (one fsync on SQLite) per batch instead of
-one per caller, and with one writer instead of many queueing for SQLite's write lock.
+`GroupInserter.add(row)` returns once a write transaction holding the row has committed (with
+the row's generated id), or raises that transaction's error. Rows of concurrent callers share
+one transaction and one commit (one fsync on SQLite) instead of one each, and one writer takes
+SQLite's write lock instead of all of them queueing for it. So "when add() returns, the row is
+durable" holds exactly as with a transaction per caller.
 
-Batches form by themselves: while one commit waits on its fsync, the rows of concurrent
-callers queue up and go in the next one, so a lone caller waits for no timer.
+No background thread: the callers commit (see GroupInserter), so there is nothing to start or
+stop, and a lone caller pays one transaction and no thread switch. Batches form by themselves:
+while one commit waits on its fsync, the rows of callers arriving meanwhile queue up and go in
+the next one; nobody waits for a timer.
 
 Used where a request's only write is one independent row: the audit events of read-only
-operations (storage/audit_writer.py) and the inbound queue row that `250` waits for
-(service/inbound.py). Anything that must commit together with other changes keeps its own
-transaction.
+operations and of refusals (storage/audit_writer.py) and the inbound queue row that `250`
+waits for (service/inbound.py). Anything that must commit together with other changes keeps
+its own transaction.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,10 +28,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from litemx.storage.db import Database
 
-log = logging.getLogger("litemx.storage")
-
 MAX_BATCH = 256  # rows per transaction: bounds one commit's size and its callers' wait
-IDLE_EXIT_SECONDS = 5.0  # the thread ends after this long without work; the next add() starts one
 WAIT_SECONDS = 300.0  # a bound on any caller's wait; far above SQLite's 30 s busy timeout
 
 
@@ -40,37 +37,38 @@ class GroupCommitError(RuntimeError):
 
 
 class _Pending:
-    __slots__ = ("row", "done", "error", "id")
+    __slots__ = ("row", "wake", "lead", "error", "id")
 
     def __init__(self, row: dict[str, Any]):
         self.row = row
-        self.done = threading.Event()
+        self.wake = threading.Event()  # set when the row's batch is done, or to make this caller lead
+        self.lead = False
         self.error: BaseException | None = None
         self.id: Any = None
 
 
-# (connection, rows) -> one result per row, in order (a generated id, or None)
-WriteRows = Callable[[Connection, list[dict[str, Any]]], Sequence[Any]]
-
-
 class GroupInserter:
-    """Writes rows through one committer thread; started on first use, stopped by close().
+    """Writes rows in shared transactions, committed by the callers themselves (no thread).
 
     `write_rows` is the repository's batch insert. It is called inside the shared transaction,
     with the rows of one batch (or one row, when a batch is retried row by row).
+
+    Leader and followers: a caller arriving while no commit runs commits at once, in its own
+    thread, whatever is queued (its own row, and the rows that queued during the previous
+    commit). Callers arriving during a commit queue their row and wait. When a commit ends it
+    wakes the callers it committed and makes the first still-queued caller the next leader. So
+    a lone caller pays exactly one transaction and no thread switch, and N concurrent callers
+    pay about one commit per commit-time of arrivals.
     """
 
-    def __init__(self, db: Database, write_rows: WriteRows, name: str, *, max_batch: int = MAX_BATCH,
-                 idle_exit: float = IDLE_EXIT_SECONDS):
+    def __init__(self, db: Database, write_rows: WriteRows, name: str, *, max_batch: int = MAX_BATCH):
         self._db = db
         self._write_rows = write_rows
-        self._name = f"litemx-commit-{name}"
+        self._name = name
         self._max_batch = max_batch
-        self._idle_exit = idle_exit
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Pending] = []
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._busy = False  # a leader is committing
 
     def add(self, row: dict[str, Any]) -> Any:
         """Insert one row; returns once it is committed (with its generated id, if asked for).
@@ -79,53 +77,47 @@ class GroupInserter:
         in time; the caller fails as it would have if its own transaction had failed.
         """
         pending = _Pending(row)
-        with self._cond:
-            inline = self._closed
-            if not inline:
-                self._queue.append(pending)
-                self._start_if_idle()
-                self._cond.notify()
-        if inline:  # after close(): no thread any more, so one transaction of our own
-            self._commit([pending])
-        elif not pending.done.wait(WAIT_SECONDS):
-            raise GroupCommitError(f"the {self._name} row was not committed in time")
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            self._wait(pending)
+            lead = pending.lead
+        if lead:
+            self._lead()
         if pending.error is not None:
             # One failed commit fails every caller of its batch: each gets its own exception.
             raise GroupCommitError(f"the {self._name} row could not be committed") from pending.error
         return pending.id
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Commit what is queued, then stop the thread (later rows commit inline)."""
-        with self._cond:
-            self._closed = True
-            thread = self._thread
-            self._cond.notify_all()
-        if thread is not None:
-            thread.join(timeout)
-
-    # -- the committer thread -----------------------------------------------------------------
-    def _start_if_idle(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
+    def _wait(self, pending: _Pending) -> None:
+        if pending.wake.wait(WAIT_SECONDS):
+            return
+        with self._lock:
+            if pending.wake.is_set():  # woken just now
                 return
-            self._commit(batch)
+            if pending in self._queue:  # never taken: withdraw it, so nobody waits on us
+                self._queue.remove(pending)
+        raise GroupCommitError(f"the {self._name} row was not committed in time")
 
-    def _next_batch(self) -> list[_Pending] | None:
-        """Everything queued (up to max_batch), or None when the thread should end."""
-        with self._cond:
-            while not self._queue:
-                idle = self._closed or not self._cond.wait(self._idle_exit)
-                if idle and not self._queue:
-                    self._thread = None
-                    return None
-            batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
-            return batch
+    def _lead(self) -> None:
+        """Commit one batch (it holds the leader's own row), then pass the lead on."""
+        with self._lock:
+            batch = self._queue[:self._max_batch]
+            del self._queue[:self._max_batch]
+        try:
+            self._commit(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor.wake.set()
+                else:
+                    self._busy = False
+            for pending in batch:
+                pending.wake.set()
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
@@ -134,12 +126,9 @@ class GroupInserter:
             # A row the database refuses must not fail its neighbours: retry one by one.
             for pending in batch:
                 self._commit_alone(pending)
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller, who raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch, who raises it
             for pending in batch:
                 pending.error = exc
-        finally:
-            for pending in batch:
-                pending.done.set()
 
     def _commit_alone(self, pending: _Pending) -> None:
         try:
