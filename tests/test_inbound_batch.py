@@ -68,11 +68,44 @@ def test_a_message_that_fails_to_store_is_deferred_alone_and_the_batch_is_delive
     assert queue[poison]["next_attempt_at"] > services.infra.clock.now()
 
 
+def _lose_bytes(services: Any, queue_id: int) -> None:
+    """The row's bytes are gone from its row and from the blob store."""
+    with services.infra.db.write() as conn:
+        conn.execute(inbound_queue.update().where(inbound_queue.c.id == queue_id).values(raw=None))
+    services.infra.blobs.delete(_queue(services)[queue_id]["raw_key"])
+
+
 def test_a_message_that_cannot_be_prepared_is_deferred_and_the_others_are_delivered(api, services):
     first, lost = _accept(services, "First", "Lost")
-    services.infra.blobs.delete(_queue(services)[lost]["raw_key"])
+    _lose_bytes(services, lost)
     assert services.inbound.process_due() == 2
     assert _stored(services)[0] == ["First"]
     queue = _queue(services)
     assert queue[first]["status"] == "done"
     assert queue[lost]["status"] == "pending" and queue[lost]["last_error"].startswith("KeyError")
+
+
+def test_a_small_message_waits_in_its_queue_row_until_the_worker_has_written_its_blob(api, services,
+                                                                                      monkeypatch):
+    (queued,) = _accept(services, "Inline")
+    row = _queue(services)[queued]
+    original = bytes(row["raw"])
+    assert not services.infra.blobs.exists(row["raw_key"])
+
+    def store_down(data: bytes) -> str:
+        raise OSError("blob store unavailable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services.infra.blobs, "put", store_down)
+        assert services.inbound.process_due() == 1
+    row = _queue(services)[queued]
+    # Nothing stored, nothing lost: the bytes are still in the row for the next attempt.
+    assert row["status"] == "pending" and row["raw"] is not None and row["last_error"].startswith("OSError")
+    assert _stored(services)[0] == []
+
+    services.infra.clock.advance(minutes=5)
+    assert services.inbound.process_due() == 1
+    row = _queue(services)[queued]
+    assert row["status"] == "done" and row["raw"] is None
+    assert services.infra.blobs.get(row["raw_key"]) == original
+    assert _stored(services)[0] == ["Inline"]

@@ -30,25 +30,31 @@ def _db_down(*_: Any, **__: Any) -> Any:
     raise OperationalError("INSERT INTO inbound_queue", {}, Exception("server closed the connection"))
 
 
-def _data_reply(client: smtplib.SMTP, subject: str) -> tuple[int, bytes]:
+def _data_reply(client: smtplib.SMTP, subject: str, body: str = "Hello") -> tuple[int, bytes]:
     client.ehlo_or_helo_if_needed()
     client.mail("alice@sender.example")
     client.rcpt("support@project.dev")
     try:
-        return client.data(message(subject))
+        return client.data(message(subject, body))
     except smtplib.SMTPDataError as refused:
         return refused.smtp_code, refused.smtp_error
 
 
-@pytest.mark.parametrize("target, name, fault", [("blobs", "put", _boom), ("repo", "enqueue", _db_down)],
-                         ids=["blob-store-fails", "database-fails"])
+# Small messages wait in their queue row (the blob store is not on their `250` path); a message
+# over INLINE_RAW_BYTES goes to the blob store before its row is committed.
+LARGE = "x" * (inbound_module.INLINE_RAW_BYTES + 1)
+
+
+@pytest.mark.parametrize("target, name, fault, body", [
+    ("blobs", "put", _boom, LARGE), ("repo", "enqueue", _db_down, "Hello"), ("repo", "enqueue", _db_down, LARGE)],
+    ids=["blob-store-fails", "database-fails", "database-fails-large"])
 def test_a_storage_failure_answers_451_and_queues_nothing_and_the_session_goes_on(
-        services, hosted, monkeypatch, target, name, fault):
+        services, hosted, monkeypatch, target, name, fault, body):
     owner = services.infra.blobs if target == "blobs" else inbound_module.inbound_repo
     with live_mx(services) as mx, smtplib.SMTP(mx.host, mx.port, timeout=10) as client:
         with monkeypatch.context() as patch:
             patch.setattr(owner, name, fault)
-            failed = _data_reply(client, "First try")
+            failed = _data_reply(client, "First try", body)
         assert count(services, inbound_queue) == 0
         retried = _data_reply(client, "Second try")  # same session, storage back
         found = delivered(services, 1)

@@ -1,9 +1,10 @@
 """Inbound mail (SPEC §5): durable acceptance, then processing into mailboxes.
 
-accept() is what `250` waits for: the raw bytes are fsynced into the blob store and a queue
-row is committed — group-committed with the queue rows of concurrent sessions (one
-transaction and one fsync for all of them, each session still waiting for its own commit;
-storage/group_commit.py). process_due() runs after, in the background worker: parse,
+accept() is what `250` waits for: a queue row is committed — group-committed with the queue
+rows of concurrent sessions (one transaction and one fsync for all of them, each session still
+waiting for its own commit; storage/group_commit.py). A message up to INLINE_RAW_BYTES rides in
+the row itself and the worker writes its blob (fsynced) before the transaction that marks the
+row done; a larger one is fsynced into the blob store before its row is committed. process_due() runs after, in the background worker: parse,
 SPF/DKIM/DMARC verdicts, spam signals, threading, attachments, index, audit — all written in
 one transaction that also marks the queue row done, so a crash at any point either leaves
 the row pending (re-driven later) or fully delivered, never half-stored.
@@ -29,6 +30,7 @@ from litemx.service.base import Infra, ServiceBase, operation
 from litemx.service.principal import Caller, system_caller
 from litemx.service.routing import Route, RoutingService
 from litemx.storage import audit_repo, directory_repo, inbound_repo, messages_repo
+from litemx.storage.blobs import content_key
 from litemx.storage.group_commit import GroupInserter
 
 log = logging.getLogger("litemx.inbound")
@@ -36,6 +38,7 @@ log = logging.getLogger("litemx.inbound")
 LEASE = timedelta(minutes=5)
 STORE_BATCH_BYTES = 8 * 1024 * 1024  # prepared mail (raw size) stored per write transaction
 MAX_ATTEMPTS = 8
+INLINE_RAW_BYTES = 256 * 1024  # accepted messages up to this size wait in their queue row for the worker
 INTERFACE = {"smtp": "smtp", "simulate": "api", "ses": "api"}
 
 
@@ -79,13 +82,16 @@ class InboundService(ServiceBase):
         Raises: whatever the blob store raises, GroupCommitError (chained to the database's
             error) when the queue row was not committed; the caller answers 451.
         """
-        key = self.infra.blobs.put(raw)
+        # A small message rides in its queue row: one (group) commit before `250` instead of a
+        # blob write with its file and directory fsyncs; the worker writes the blob later.
+        inline = len(raw) <= INLINE_RAW_BYTES
+        key = content_key(raw) if inline else self.infra.blobs.put(raw)
         recipients = _recipients(routes)
         now = self.clock.now()
         queue_id = int(self._queue_rows.add({
             "received_at": now, "raw_key": key, "size": len(raw), "mail_from": mail_from[:320],
             "recipients": recipients, "client_ip": client_ip, "helo": _helo_column(helo), "source": source,
-            "status": "pending", "attempts": 0, "next_attempt_at": now}))
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "raw": raw if inline else None}))
         self._wake_worker()
         return queue_id
 
@@ -134,13 +140,22 @@ class InboundService(ServiceBase):
             return f"{type(exc).__name__}: {exc}"
 
     def _prepare(self, row: dict[str, Any]) -> Delivery:
-        raw = self.infra.blobs.get(row["raw_key"])
+        raw = self._raw(row)
         parsed = mime.parse_message(raw)
         auth = mailauth.evaluate(raw, client_ip=row["client_ip"] or "", helo=row["helo"] or "",
                                  mail_from=row["mail_from"], resolver=self.resolver, now=row["received_at"])
         author = mailauth.parse_from(raw)
         blob_keys = [self.infra.blobs.put(a.data) for a in parsed.attachments]
         return Delivery(raw, parsed, auth, author, blob_keys)
+
+    def _raw(self, row: dict[str, Any]) -> bytes:
+        """The message's bytes. An inline message's blob is written (fsynced) here, before the
+        transaction that marks its row done and drops the inline copy."""
+        if row.get("raw") is None:
+            return self.infra.blobs.get(row["raw_key"])
+        raw = bytes(row["raw"])
+        self.infra.blobs.put(raw)
+        return raw
 
     def _store_batch(self, batch: list[tuple[dict[str, Any], Delivery | str]]) -> None:
         """Raises: what the database raises for the batch as a whole (its rows stay leased and

@@ -7,6 +7,7 @@ relay attempt and are refused, so LiteMX is never an open relay.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from litemx.storage import sending_repo, tokens_repo
 from litemx.storage.pagination import page
 
 MAX_ALIAS_TARGETS = 50
+ROUTE_CACHE_SIZE = 10_000  # recipients whose route the MX remembers (per process)
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,44 @@ class Route:
         return self.reject is None
 
 
+class RouteCache:
+    """Routes by the recipient string as the client sent it, valid for one routing version.
+
+    Bounded: an address-probing client fills it with refusals, so the oldest entry goes when
+    it is full. Shared by the MX's threads, hence the lock.
+    """
+
+    def __init__(self, capacity: int = ROUTE_CACHE_SIZE):
+        self.capacity = capacity
+        self.version: int | None = None
+        self.routes: dict[str, Route] = {}
+        self.lock = threading.Lock()
+
+    def get(self, version: int | None, recipient: str) -> Route | None:
+        with self.lock:
+            if version is None or version != self.version:
+                return None
+            return self.routes.get(recipient)
+
+    def put(self, version: int | None, recipient: str, route: Route) -> None:
+        if version is None:
+            return  # no version row: nothing could tell us when the route goes stale
+        with self.lock:
+            if self.version is not None and version < self.version:
+                return  # computed from an older snapshot than what the cache holds now
+            if version != self.version:
+                self.routes.clear()
+                self.version = version
+            elif len(self.routes) >= self.capacity:
+                del self.routes[next(iter(self.routes))]
+            self.routes[recipient] = route
+
+
 class RoutingService(ServiceBase):
     def __init__(self, infra: Any, directory: DirectoryService):
         super().__init__(infra)
         self.directory = directory
+        self.routes = RouteCache()
 
     # -- aliases ---------------------------------------------------------------------------
     @operation("aliases.create")
@@ -157,13 +193,25 @@ class RoutingService(ServiceBase):
 
     # -- routing ---------------------------------------------------------------------------
     def resolve(self, recipient: str) -> Route:
-        """Route one RCPT TO address (no principal: this is the MX deciding, SPEC §5)."""
-        try:
-            addr = parse_address(recipient)
-        except ValueError:
-            return Route(recipient, reject="invalid_address")
+        """Route one RCPT TO address (no principal: this is the MX deciding, SPEC §5).
+
+        Routes are cached per directory version: each call reads the version (one primary-key
+        read) and reuses a route only if nothing that routing depends on has changed since,
+        on any node, so a disable or a new mailbox takes effect on the very next RCPT
+        (SPEC §11). The version is read before the directory, in the same transaction, so a
+        cached route is never older than the version it is filed under.
+        """
         with self.db.read() as conn:
-            return _resolve(conn, addr)
+            version = repo.current_routing_version(conn)
+            cached = self.routes.get(version, recipient)
+            if cached is not None:
+                return cached
+            try:
+                route = _resolve(conn, parse_address(recipient))
+            except ValueError:
+                route = Route(recipient, reject="invalid_address")
+        self.routes.put(version, recipient, route)
+        return route
 
 
 def _resolve(conn: Connection, addr: Address) -> Route:

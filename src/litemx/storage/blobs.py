@@ -17,6 +17,11 @@ import tempfile
 from pathlib import Path
 
 
+def content_key(data: bytes) -> str:
+    """The key every blob store gives `data`: its SHA-256, hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
 class FileBlobStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -30,7 +35,7 @@ class FileBlobStore:
         return self.root / key[:2] / key[2:4] / key
 
     def put(self, data: bytes) -> str:
-        key = hashlib.sha256(data).hexdigest()
+        key = content_key(data)
         path = self._path(key)
         self._make_dirs(key)
         if path.exists():

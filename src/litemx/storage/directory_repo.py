@@ -8,7 +8,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from litemx.storage.pagination import Page, PageResult, finish
 from litemx.storage.repo import add, by_column, many, one
-from litemx.storage.schema import alias_targets, aliases, catchalls, domains, mailboxes, messages
+from litemx.storage.schema import alias_targets, aliases, catchalls, domains, mailboxes, messages, routing_version
 
 
 def domain_by_name(conn: Connection, name: str) -> dict[str, Any] | None:
@@ -126,3 +126,12 @@ def set_catchall(conn: Connection, domain_id: str, mailbox_id: str | None, at: A
     conn.execute(delete(catchalls).where(catchalls.c.domain_id == domain_id))
     if mailbox_id is not None:
         add(conn, catchalls, {"domain_id": domain_id, "mailbox_id": mailbox_id, "updated_at": at})
+
+
+_ROUTING_VERSION = select(routing_version.c.version).where(routing_version.c.id == 1)
+
+
+def current_routing_version(conn: Connection) -> int | None:
+    """The directory's routing version (bumped by triggers, migration 0009); None if unseeded."""
+    value = conn.execute(_ROUTING_VERSION).scalar_one_or_none()
+    return None if value is None else int(value)

@@ -50,8 +50,14 @@ _RETRY_LATER = (update(q).where(q.c.id == bindparam("b_id"))
                 .values(next_attempt_at=bindparam("b_at"), last_error=bindparam("b_error")))
 
 
+_FINISH_DONE = _FINISH.values(raw=None)  # the worker wrote the blob before this transaction
+
+
 def finish(conn: Connection, queue_id: int, status: str, at: datetime, error: str | None = None) -> None:
-    conn.execute(_FINISH, {"b_id": queue_id, "b_status": status, "b_at": at, "b_error": error})
+    """Mark a row done or failed. A done row drops its inline `raw` (its blob is durable by
+    now); a failed one keeps it, so an operator can still re-queue the message."""
+    stmt = _FINISH_DONE if status == "done" else _FINISH
+    conn.execute(stmt, {"b_id": queue_id, "b_status": status, "b_at": at, "b_error": error})
 
 
 def retry_later(conn: Connection, queue_id: int, at: datetime, error: str) -> None:

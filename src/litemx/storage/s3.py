@@ -15,7 +15,6 @@ role); `LITEMX_S3_ENDPOINT` points it at MinIO, moto, Ceph, R2 or similar.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from litemx.errors import InvalidRequest, Unavailable
+from litemx.storage.blobs import content_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
@@ -65,7 +65,7 @@ class S3BlobStore:
 
     def put(self, data: bytes) -> str:
         """Raises: Unavailable when the store cannot be reached or refuses the write."""
-        key = hashlib.sha256(data).hexdigest()
+        key = content_key(data)
         with _translated():
             self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data,
                                    ContentType="application/octet-stream")

@@ -170,7 +170,20 @@ inbound_queue = Table(
     Column("last_error", String(500), nullable=True),
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("processed_at", UTCDateTime, nullable=True),
+    # A small message's bytes until the worker has written its blob (0009): `250` then waits
+    # for this row's (group) commit alone. NULL once processed, or when accepted into the blob
+    # store directly (large messages).
+    Column("raw", LargeBinary, nullable=True),
     Index(None, "status", "next_attempt_at"),
+)
+
+# One row (id 1): bumped by database triggers on every directory change that can change a
+# routing decision (migration 0009), so the MX's route cache is checked with one read.
+routing_version = Table(
+    "routing_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
 )
 
 threads = Table(
