@@ -44,7 +44,7 @@ class PlanDns:
 
         class Resolver(BaseResolver):  # type: ignore[misc]
             def resolve(self, request: Any, handler: Any) -> Any:
-                from dnslib import MX, QTYPE, RCODE, RR, TXT
+                from dnslib import MX, QTYPE, RCODE, RR, SOA, TXT
 
                 reply = request.reply()
                 name = str(request.q.qname).rstrip(".").lower()
@@ -58,6 +58,10 @@ class PlanDns:
                         reply.add_answer(RR(name, QTYPE.MX, rdata=MX(host, pref), ttl=60))
                 if not reply.rr and not any(k[0] == name for k in outer.records):
                     reply.header.rcode = RCODE.NXDOMAIN
+                if not reply.rr:  # negative answers carry their zone's SOA (RFC 2308 §3), so resolvers may cache them
+                    zone = DOMAIN if name == DOMAIN or name.endswith("." + DOMAIN) else "."
+                    reply.add_auth(RR(zone, QTYPE.SOA, ttl=300, rdata=SOA(
+                        "ns." + DOMAIN, "hostmaster." + DOMAIN, (1, 1800, 900, 604800, 300))))
                 return reply
 
         self.port = common.free_port()

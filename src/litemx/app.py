@@ -69,7 +69,7 @@ class Services:
         self.sending = SendService(self.infra, self.domains_dns.private_key_for_signing)
         self.bounces = BounceService(self.infra)
         self.inbound.on_bounce = self.bounces.handle_inbound  # DSN / ARF mail to MAIL FROM addresses
-        transport = build_transport(self.infra.settings, self.inbound.resolver)
+        transport = build_transport(self.infra.settings, self.domains_dns.resolver)  # uncached, like domain checks
         self.outbound = OutboundService(self.infra, transport, self.bounces)
 
     def close(self) -> None:
@@ -101,5 +101,6 @@ def build_services(settings: Settings, clock: Clock | None = None, migrate: bool
     resolver = DnsResolver.from_settings(settings)
     domains_dns = DomainDnsService(infra, directory, resolver)
     directory.on_domain_created = domains_dns.provision_keys  # DKIM keys in the domain's own transaction
+    inbound = InboundService(infra, routing, resolver.with_cache())  # verdicts may be as old as a TTL
     return Services(infra, auth, directory, routing, TokenService(infra, auth), SystemService(infra),
-                    InboundService(infra, routing, resolver), domains_dns, MessageService(infra, directory))
+                    inbound, domains_dns, MessageService(infra, directory))

@@ -5,6 +5,10 @@ every query goes only to them (never /etc/resolv.conf); otherwise the system con
 used. "Nothing there" (NXDOMAIN, NODATA) answers `[]`; "could not find out" (timeout, SERVFAIL,
 unreachable server) raises `DnsError`, so callers never mistake an outage for a missing record.
 
+No cache by default: the domain DNS checks must see a record the moment it is published.
+`with_cache()` gives a second resolver over the same servers with a TTL-respecting cache, for
+lookups that may be as old as their TTL (the inbound verdicts, two or more per message).
+
 Bridges for the two libraries that do their own lookups:
 - dkimpy: pass `dkimpy_dnsfunc(resolver)` as `dnsfunc=` to `dkim.verify` / `DKIM.verify`.
 - pyspf: it calls the module global `spf.DNSLookup`; `install_pyspf(resolver)` replaces it with
@@ -29,6 +33,8 @@ from litemx.errors import InvalidRequest, Unavailable
 from litemx.settings import Settings, split_host_port
 
 DEFAULT_LIFETIME = 3.0
+CACHE_SIZE = 10_000  # answers (names x types); a few MB at most
+CACHE_MAX_TTL = 300  # seconds: a record changed at its source is seen within this, whatever its TTL
 
 PyspfAnswer = list[tuple[tuple[str, str], Any]]
 
@@ -49,14 +55,15 @@ class DnsError(Unavailable):
 
 
 class DnsResolver:
-    """`ports.Resolver` on dnspython, bounded in time, without a cache (checks must see changes)."""
+    """`ports.Resolver` on dnspython, bounded in time; uncached unless built with a cache."""
 
     def __init__(self, servers: Sequence[str] = (), *, lifetime: float = DEFAULT_LIFETIME,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, cache: TtlCache | None = None) -> None:
         """servers: "host:port" strings with IP literal hosts; empty means the system resolver.
 
         lifetime bounds a whole lookup, retries included; timeout bounds one attempt
-        (default half the lifetime, so a lost UDP datagram gets one retry).
+        (default half the lifetime, so a lost UDP datagram gets one retry). cache: None
+        (every lookup asks the servers) or a `TtlCache`.
 
         Raises: InvalidRequest when a server is not an IP literal host:port;
             DnsError when no servers are given and the system has no resolver configuration.
@@ -64,6 +71,7 @@ class DnsResolver:
         self._resolver = _make_resolver(servers)
         self._resolver.lifetime = lifetime
         self._resolver.timeout = timeout if timeout is not None else lifetime / 2
+        self._resolver.cache = cache
         self.servers = tuple(servers)
 
     @classmethod
@@ -74,8 +82,17 @@ class DnsResolver:
         """
         return cls(settings.dns_servers, lifetime=lifetime)
 
+    def with_cache(self, max_size: int = CACHE_SIZE, max_ttl: float = CACHE_MAX_TTL) -> DnsResolver:
+        """A resolver over the same servers and time bounds that caches answers (see `TtlCache`).
+
+        Raises: DnsError when this resolver uses the system configuration and it is gone.
+        """
+        return DnsResolver(self.servers, lifetime=self._resolver.lifetime, timeout=self._resolver.timeout,
+                           cache=TtlCache(max_size, max_ttl))
+
     def __repr__(self) -> str:
-        return f"DnsResolver(servers={self.servers!r}, lifetime={self._resolver.lifetime})"
+        cached = ", cached" if self._resolver.cache is not None else ""
+        return f"DnsResolver(servers={self.servers!r}, lifetime={self._resolver.lifetime}{cached})"
 
     def txt(self, name: str) -> list[str]:
         """TXT records at name, each record's character-strings joined (RFC 7208 §3.3).
@@ -128,6 +145,36 @@ class DnsResolver:
         except OSError as exc:  # network unreachable and friends
             raise DnsError(name, rdtype, str(exc)) from exc
         return list(answer.rrset) if answer.rrset is not None else []
+
+
+class TtlCache(dns.resolver.LRUCache):
+    """dnspython's bounded LRU answer cache, made stricter where dnspython is lenient.
+
+    dnspython keeps each answer for its TTL, and a negative answer (NXDOMAIN, NODATA) for
+    min(SOA TTL, SOA MINIMUM) as RFC 2308 §5 says — but also keeps a negative answer that
+    carries no SOA, for 300 s. RFC 2308 §5 says such an answer SHOULD NOT be cached, so this
+    cache drops it (the next lookup asks again). Every TTL is also capped at `max_ttl`, so a
+    changed record is seen within that time whatever TTL it was published with. Failures
+    (SERVFAIL, timeouts) are never cached, by dnspython itself. Thread-safe (dnspython's lock).
+    """
+
+    def __init__(self, max_size: int = CACHE_SIZE, max_ttl: float = CACHE_MAX_TTL) -> None:
+        super().__init__(max_size)
+        self.max_ttl = max_ttl
+
+    def put(self, key: Any, value: dns.resolver.Answer) -> None:
+        if value.rrset is None and not _has_negative_ttl(value):
+            return
+        # dnspython set expiration = now + the answer's TTL; moving it back keeps dnspython's clock.
+        value.expiration -= max(value.chaining_result.minimum_ttl - self.max_ttl, 0)
+        super().put(key, value)
+
+
+def _has_negative_ttl(answer: dns.resolver.Answer) -> bool:
+    """Whether a negative answer names its negative TTL: an SOA at or above the name (RFC 2308 §3)."""
+    name = answer.canonical_name
+    return any(rrset.rdtype == dns.rdatatype.SOA and name.is_subdomain(rrset.name)
+               for rrset in answer.response.authority)
 
 
 def _make_resolver(servers: Sequence[str]) -> dns.resolver.Resolver:

@@ -101,6 +101,10 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = ()
     headers_truncated: bool = False
+    # Every From field's value as the parser read it (still folded; 8-bit bytes as surrogates),
+    # or None when no header block could be read: `mailauth.from_fields` turns it into what
+    # `mailauth.parse_from(raw)` gives, without parsing the header block a second time.
+    from_fields: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def has_attachments(self) -> bool:
@@ -160,6 +164,8 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
     The result has no NUL characters.
     """
     codec = _codec(charset)
+    if codec in (None, "utf-8") and data.isascii():
+        return clean_text(data.decode("ascii"))  # what the strict UTF-8 attempt below gives
     attempts = [(codec, "strict"), ("utf-8", "strict"), (codec, "replace")]
     if _UTF8_SEQUENCE.search(data):
         attempts.append(("utf-8", "replace"))
@@ -200,7 +206,7 @@ def header_text(raw: str) -> str:
     RFC 5322 §2.2.3: unfolding removes CRLF before whitespace; stray CR/LF become spaces.
     Raw 8-bit bytes are read as UTF-8 (RFC 6532) or latin-1.
     """
-    text = decode_bytes(_surrogate_bytes(raw), None)
+    text = clean_text(raw) if raw.isascii() else decode_bytes(_surrogate_bytes(raw), None)
     text = _FOLD.sub("", text)
     return text.replace("\r", " ").replace("\n", " ").strip()
 
@@ -378,7 +384,9 @@ def parse_message(raw: bytes) -> ParsedMessage:
     defects: list[str] = []
     msg = _best_effort("structure", defects, lambda: _parse_tree(raw, headers_only=False), None)
     if msg is None:  # e.g. RecursionError on thousands of nested multiparts
-        msg = _best_effort("headers-only", defects, lambda: _parse_tree(raw, headers_only=True), Message())
+        msg = _best_effort("headers-only", defects, lambda: _parse_tree(raw, headers_only=True), None)
+    from_fields = None if msg is None else tuple(str(v) for n, v in msg.raw_items() if n.lower() == "from")
+    msg = Message() if msg is None else msg
     envelope = _best_effort("envelope", defects, lambda: _envelope(_first_headers(msg)), ParsedMessage())
     headers = _best_effort("headers", defects, lambda: tuple(_header_list(msg)), ())
     body = _Body()
@@ -387,7 +395,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     defects.extend(_best_effort("defects", defects, lambda: _tree_defects(msg), []))
     return replace(
         envelope, headers=headers, text=text, html=_join(body.htmls), attachments=tuple(body.attachments),
-        defects=tuple(defects[:MAX_DEFECTS]), headers_truncated=len(msg) > MAX_HEADERS,
+        defects=tuple(defects[:MAX_DEFECTS]), headers_truncated=len(msg) > MAX_HEADERS, from_fields=from_fields,
     )
 
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 from litemx.mailauth.dkim import verify_arc, verify_dkim
 from litemx.mailauth.dmarc import check_dmarc
 from litemx.mailauth.dnsport import AuthResolver, DnsTempError
-from litemx.mailauth.headers import FromHeader, Mailbox, parse_from
+from litemx.mailauth.headers import FromHeader, Mailbox, from_fields, parse_from
 from litemx.mailauth.results import (
     ArcResult,
     AuthResults,
@@ -29,7 +29,7 @@ from litemx.mailauth.spf import check_spf
 
 __all__ = [
     "ArcResult", "AuthResolver", "AuthResults", "DkimResult", "DmarcResult", "DnsTempError",
-    "FromHeader", "Mailbox", "Signal", "SignalReport", "SpfResult", "assess", "evaluate",
+    "FromHeader", "Mailbox", "Signal", "SignalReport", "SpfResult", "assess", "evaluate", "from_fields",
     "parse_from", "render_header",
 ]
 
@@ -45,11 +45,13 @@ def evaluate(
     mail_from: str,
     resolver: AuthResolver,
     now: datetime | None = None,
+    author: FromHeader | None = None,
 ) -> AuthResults:
     """SPF, DKIM, ARC and DMARC verdicts for one received message.
 
     `mail_from` is the SMTP reverse-path without angle brackets ("" for the null sender);
-    `now` (default: the current UTC time) is recorded and used for DKIM `x=` expiry.
+    `now` (default: the current UTC time) is recorded and used for DKIM `x=` expiry;
+    `author` is `parse_from(raw)` when the caller already has it (read here otherwise).
 
     Raises:
         Nothing: malformed input gives permerror/none verdicts with a reason, DNS failures
@@ -61,9 +63,9 @@ def evaluate(
                  lambda: check_spf(resolver, client_ip=client_ip, mail_from=mail_from, helo=helo))
     dkim = _guard("dkim", errors, _DKIM_FALLBACK, lambda: verify_dkim(raw, resolver, now=moment))
     arc = _guard("arc", errors, _ARC_FALLBACK, lambda: verify_arc(raw, resolver))
-    author = _guard("from", errors, FromHeader((), 0, ""), lambda: parse_from(raw))
+    sender = author if author is not None else _guard("from", errors, FromHeader((), 0, ""), lambda: parse_from(raw))
     dmarc = _guard("dmarc", errors, _DMARC_FALLBACK,
-                   lambda: check_dmarc(author, spf, dkim, resolver, sample=_sample(raw)))
+                   lambda: check_dmarc(sender, spf, dkim, resolver, sample=_sample(raw)))
     return AuthResults(spf, dkim, arc, dmarc, moment, tuple(errors))
 
 

@@ -62,6 +62,9 @@ def verify_dkim(raw: bytes, resolver: Resolver, *, now: datetime) -> tuple[DkimR
     Raises:
         Nothing: malformed messages and signatures become permerror results.
     """
+    names = _header_names(raw)
+    if names is not None and b"dkim-signature" not in names:
+        return ()  # what the count below finds too, without dkimpy reading the whole message
     try:
         count = len(_signature_headers(dkimpy.DKIM(raw)))
     except _MALFORMED as exc:
@@ -70,6 +73,25 @@ def verify_dkim(raw: bytes, resolver: Resolver, *, now: datetime) -> tuple[DkimR
             return (DkimResult("permerror", reason=f"unparseable message: {exc}"),)
         return ()
     return tuple(_verify_one(raw, idx, resolver, now) for idx in range(min(count, _MAX_SIGNATURES)))
+
+
+# Where dkimpy's header block ends: at the first empty line (its lines are split on CRLF or LF).
+_HEADER_END = re.compile(rb"(?:\A|\n)\r?\n")
+
+
+def _header_names(raw: bytes) -> frozenset[bytes] | None:
+    """Lower-cased names of the header fields exactly as dkimpy reads them; None when dkimpy
+    cannot read the header block (the callers then take their full path, which says why).
+
+    Parses the header block only: dkimpy's parser goes line by line and stops at the first
+    empty line, so those lines give the same fields (or the same error) as the whole message.
+    """
+    end = _HEADER_END.search(raw)
+    try:
+        headers, _body = dkimpy.rfc822_parse(raw if end is None else raw[:end.end()])
+    except _MALFORMED:
+        return None
+    return frozenset(name.lower() for name, _value in headers)
 
 
 def _signature_headers(message: dkimpy.DKIM) -> list[bytes]:
@@ -158,6 +180,9 @@ def verify_arc(raw: bytes, resolver: Resolver) -> ArcResult:
     Raises:
         Nothing: a malformed chain is `fail` (RFC 8617 §5.2 step 2), DNS trouble too.
     """
+    names = _header_names(raw)
+    if names is not None and names.isdisjoint(dkimpy.ARC.ARC_HEADERS):
+        return ArcResult("none", 0, "no ARC sets")  # RFC 8617 §5.2 step 1, as found below
     try:
         instances, _headers = dkimpy.ARC(raw).sorted_arc_headers()
     except _MALFORMED as exc:

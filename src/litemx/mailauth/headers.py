@@ -7,6 +7,7 @@ From domain out of is still stored; DMARC reports why (RFC 7489 §6.6.1).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
@@ -49,9 +50,17 @@ def parse_from(raw: bytes) -> FromHeader:
         Nothing: malformed headers give fewer (or no) mailboxes.
     """
     message = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    raw_values = [str(value) for name, value in message.raw_items() if name.lower() == "from"]
-    values = [_unfold(_utf8(value)) for value in raw_values]
-    return from_values(values)
+    return from_fields([str(value) for name, value in message.raw_items() if name.lower() == "from"])
+
+
+def from_fields(raw_values: Sequence[str]) -> FromHeader:
+    """A FromHeader from the From fields' values as the stdlib parser stores them (folded,
+    8-bit bytes as surrogates): `core.mime.ParsedMessage.from_fields` gives them too.
+
+    Raises:
+        Nothing: malformed values give fewer (or no) mailboxes.
+    """
+    return from_values([_unfold(_utf8(value)) for value in raw_values])
 
 
 def _utf8(value: str) -> str:

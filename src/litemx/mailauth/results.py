@@ -6,8 +6,9 @@ the stored JSON and the rendered header say the same thing.
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -91,11 +92,10 @@ class AuthResults:
         Raises:
             Nothing.
         """
-        data = asdict(self)
-        data["dkim"] = [asdict(sig) for sig in self.dkim]
-        data["evaluated_at"] = self.evaluated_at.isoformat()
-        data["errors"] = list(self.errors)
-        return data
+        # What dataclasses.asdict gave, without its deep copies: every field value is immutable.
+        return {"spf": _as_dict(self.spf), "dkim": [_as_dict(sig) for sig in self.dkim],
+                "arc": _as_dict(self.arc), "dmarc": _as_dict(self.dmarc),
+                "evaluated_at": self.evaluated_at.isoformat(), "errors": list(self.errors)}
 
     def header(self, authserv_id: str) -> str:
         """The `Authentication-Results:` header field (RFC 8601 §2.2), unfolded, no CRLF.
@@ -104,6 +104,15 @@ class AuthResults:
             ValueError: `authserv_id` is not a plain domain-like token.
         """
         return render_header(self, authserv_id)
+
+
+def _as_dict(result: SpfResult | DkimResult | ArcResult | DmarcResult) -> dict[str, Any]:
+    return {name: getattr(result, name) for name in _field_names(type(result))}
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 # RFC 8601 §2.2: property values are `value` or a `dot-atom`; anything else is left out rather

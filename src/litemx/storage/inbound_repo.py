@@ -37,11 +37,13 @@ def lease_due(conn: Connection, now: datetime, lease: timedelta, limit: int) -> 
     return rows
 
 
+_STATUS = select(q.c.status).where(q.c.id == bindparam("b_id"))
+_STATUS_LOCKED = _STATUS.with_for_update()
+
+
 def is_pending(conn: Connection, queue_id: int) -> bool:
-    stmt = select(q.c.status).where(q.c.id == queue_id)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).scalar_one_or_none() == "pending"
+    stmt = _STATUS_LOCKED if conn.dialect.name == "postgresql" else _STATUS
+    return conn.execute(stmt, {"b_id": queue_id}).scalar_one_or_none() == "pending"
 
 
 _FINISH = (update(q).where(q.c.id == bindparam("b_id"))

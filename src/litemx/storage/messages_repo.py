@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, func, insert, or_, select, text, update
 
 from litemx.storage.repo import by_column, many, one, row_dict
 from litemx.storage.schema import attachments, inbound_queue, messages, threads
@@ -15,10 +15,13 @@ from litemx.storage.schema import attachments, inbound_queue, messages, threads
 # hit SQLAlchemy's compiled cache instead of being rebuilt and re-keyed for every message.
 _ADD_MESSAGE = insert(messages).returning(messages.c.seq)
 _ADD_ATTACHMENTS = insert(attachments)
-_THREAD_BY_ID = select(threads).where(threads.c.id == bindparam("b_id"))
 _ADD_THREAD = insert(threads)
+_THREAD_AT = bindparam("b_at", type_=threads.c.last_message_at.type)
+# One statement for a thread that exists (most replies): count one more, keep the newest time.
 _BUMP_THREAD = (update(threads).where(threads.c.id == bindparam("b_id"))
-                .values(message_count=threads.c.message_count + 1, last_message_at=bindparam("b_at")))
+                .values(message_count=threads.c.message_count + 1,
+                        last_message_at=case((threads.c.last_message_at < _THREAD_AT, _THREAD_AT),
+                                             else_=threads.c.last_message_at)))
 
 
 def add_message(conn: Connection, values: dict[str, Any]) -> int:
@@ -28,9 +31,11 @@ def add_message(conn: Connection, values: dict[str, Any]) -> int:
     return seq
 
 
+_DELIVERED = select(messages.c.mailbox_id).where(messages.c.queue_id == bindparam("b_queue"))
+
+
 def delivered_mailboxes(conn: Connection, queue_id: int) -> set[str]:
-    stmt = select(messages.c.mailbox_id).where(messages.c.queue_id == queue_id)
-    return {r["mailbox_id"] for r in many(conn, stmt)}
+    return set(conn.execute(_DELIVERED, {"b_queue": queue_id}).scalars())
 
 
 def add_attachments(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -38,30 +43,31 @@ def add_attachments(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(_ADD_ATTACHMENTS, rows)
 
 
+_THREADS_BY_MESSAGE_IDS = (select(messages.c.message_id_header, messages.c.thread_id)
+                           .where(messages.c.mailbox_id == bindparam("b_box"),
+                                  messages.c.message_id_header.in_(bindparam("b_ids", expanding=True))))
+_THREAD_BY_SUBJECT = (select(threads.c.id)
+                      .where(threads.c.mailbox_id == bindparam("b_box"), threads.c.subject_key == bindparam("b_key"),
+                             threads.c.last_message_at >= bindparam("b_since"))
+                      .order_by(threads.c.last_message_at.desc()).limit(1))
+
+
 def threads_by_message_ids(conn: Connection, mailbox_id: str, ids: list[str]) -> dict[str, str]:
     if not ids:
         return {}
-    stmt = (select(messages.c.message_id_header, messages.c.thread_id)
-            .where(messages.c.mailbox_id == mailbox_id, messages.c.message_id_header.in_(ids)))
-    return {r["message_id_header"]: r["thread_id"] for r in many(conn, stmt)}
+    return {mid: tid for mid, tid in conn.execute(_THREADS_BY_MESSAGE_IDS, {"b_box": mailbox_id, "b_ids": ids})}
 
 
 def thread_by_subject(conn: Connection, mailbox_id: str, key: str, since: datetime) -> str | None:
-    stmt = (select(threads.c.id).where(threads.c.mailbox_id == mailbox_id, threads.c.subject_key == key,
-                                       threads.c.last_message_at >= since)
-            .order_by(threads.c.last_message_at.desc()).limit(1))
-    row = one(conn, stmt)
-    return row["id"] if row else None
+    params = {"b_box": mailbox_id, "b_key": key, "b_since": since}
+    thread_id: str | None = conn.execute(_THREAD_BY_SUBJECT, params).scalar()
+    return thread_id
 
 
 def touch_thread(conn: Connection, thread: dict[str, Any], at: datetime) -> None:
     """Create the thread or count one more message in it."""
-    existing = conn.execute(_THREAD_BY_ID, {"b_id": thread["id"]}).first()
-    if existing is None:
+    if conn.execute(_BUMP_THREAD, {"b_id": thread["id"], "b_at": at}).rowcount == 0:
         conn.execute(_ADD_THREAD, {**thread, "message_count": 1, "last_message_at": at, "created_at": at})
-        return
-    newest = max(row_dict(existing)["last_message_at"], at)
-    conn.execute(_BUMP_THREAD, {"b_id": thread["id"], "b_at": newest})
 
 
 # The full-text index (see migration 0002 for why it lives outside the metadata).
