@@ -112,32 +112,55 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | No
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of one process in MB (psutil when installed, else /proc)."""
-    try:
-        import psutil  # type: ignore[import-untyped]
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: `litemx serve` forks front and worker processes (supervisor.py)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return pids
 
-        return float(psutil.Process(pid).memory_info().rss) / 2**20
-    except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 - the process may be gone
-        return None
+
+def _status_kb(pid: int, path: str, key: str) -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of the server in MB: the sum over its processes (an upper bound: pages
+    the forked processes share copy-on-write count once per process)."""
+    total = sum(_status_kb(p, "status", "VmRSS:") for p in process_tree(pid))
+    return total / 1024 if total else None
+
+
+def pss_mb(pid: int) -> float | None:
+    """Proportional set size of the server in MB: shared pages divided among the processes
+    that share them, so the sum is what the server costs the machine."""
+    total = sum(_status_kb(p, "smaps_rollup", "Pss:") for p in process_tree(pid))
+    return total / 1024 if total else None
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+    """User + system CPU time of the server's processes so far (from /proc/<pid>/stat)."""
+    total, seen = 0.0, False
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            seen = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total if seen else None
 
 
 # --------------------------------------------------------------------------- py-spy
@@ -150,7 +173,7 @@ def start_profiler(pid: int | None, name: str = "ingest") -> tuple[subprocess.Po
         return None
     out = WORK / "profile" / f"{name}.collapsed"
     out.parent.mkdir(parents=True, exist_ok=True)
-    proc = spawn([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--threads",
+    proc = spawn([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--threads", "--subprocesses",
                   "--output", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # let py-spy attach before the load starts
     return proc, out
@@ -168,7 +191,9 @@ def stop_profiler(profiler: tuple[subprocess.Popen[Any], Path], focus: str | Non
 
 
 class StubDns:
-    """A loopback UDP DNS server that answers NXDOMAIN to everything, instantly.
+    """A loopback UDP DNS server that answers NXDOMAIN to everything, instantly, with the SOA of
+    the root zone in the authority section, as a real root server answers for a name under the
+    reserved `.example` TLD (RFC 2308 §2.1): resolvers may cache the answer for its negative TTL.
 
     `litemx serve` evaluates SPF/DKIM/DMARC for every message; pointing LITEMX_DNS_SERVERS here
     keeps every lookup on the machine (and out of the measurement's noise) while still running
@@ -216,6 +241,17 @@ class StubDns:
             pass
 
 
+def _wire_name(name: str) -> bytes:
+    return b"".join(bytes([len(label)]) + label.encode() for label in name.split(".") if label) + b"\x00"
+
+
+# `. 86400 IN SOA a.root-servers.net. nstld.verisign-grs.com. 1 1800 900 604800 86400`: the negative
+# TTL is min(SOA TTL, MINIMUM) (RFC 2308 §5); LiteMX's inbound cache caps it at 300 s.
+_SOA_RDATA = (_wire_name("a.root-servers.net") + _wire_name("nstld.verisign-grs.com")
+              + struct.pack("!IIIII", 1, 1800, 900, 604800, 86400))
+_ROOT_SOA = b"\x00" + struct.pack("!HHIH", 6, 1, 86400, len(_SOA_RDATA)) + _SOA_RDATA
+
+
 def _nxdomain(query: bytes) -> bytes | None:
     if len(query) < 12:
         return None
@@ -226,8 +262,9 @@ def _nxdomain(query: bytes) -> bytes | None:
             end += query[end] + 1
         end += 5
     rd = flags & 0x0100
-    header = struct.pack("!HHHHHH", qid, 0x8000 | rd | 0x0080 | 3, qdcount, 0, 0, 0)  # QR, RA, NXDOMAIN
-    return header + query[12:end]
+    # QR, AA, RA, NXDOMAIN; one authority record (the SOA), no EDNS echoed (the query's OPT is dropped)
+    header = struct.pack("!HHHHHH", qid, 0x8000 | 0x0400 | rd | 0x0080 | 3, qdcount, 0, 1, 0)
+    return header + query[12:end] + _ROOT_SOA
 
 
 # --------------------------------------------------------------------------- litemx serve

@@ -133,6 +133,7 @@ def run_litemx(args: argparse.Namespace, dns: str, *, worker: bool) -> dict[str,
         t_end = time.monotonic()
         cpu1 = common.cpu_seconds(server.pid)
         result["rss_mb"] = common.rss_mb(server.pid)
+        result["pss_mb"] = common.pss_mb(server.pid)
         if cpu0 is not None and cpu1 is not None:
             result["server_cpu_ms_per_msg"] = (cpu1 - cpu0) * 1000 / args.messages
         if worker:

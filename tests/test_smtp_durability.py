@@ -17,7 +17,7 @@ from sqlalchemy import select
 from litemx.app import Services
 from litemx.storage.schema import inbound_queue, messages
 from tests.support.live import wait_for
-from tests.support.smtp import ServeProcess, count, delivered, fts_seqs, host_project, message
+from tests.support.smtp import ServeProcess, count, delivered, fts_seqs, host_project, message, serve_process
 
 
 @pytest.fixture
@@ -31,14 +31,8 @@ PER_CONNECTION = 50
 
 @pytest.fixture
 def serve(services: Services, hosted, database_url: str, dns, tmp_path: Path) -> Iterator[ServeProcess]:
-    """`litemx serve` on the test's own database and blob directory (services reads the result)."""
-    env = {"LITEMX_DATA_DIR": str(services.infra.settings.data_dir), "LITEMX_DATABASE_URL": database_url,
-           "LITEMX_DNS_SERVERS": dns.address, "LITEMX_HOSTNAME": "mx.litemx.test",
-           "LITEMX_DNS_RECHECK_SECONDS": "0", "LITEMX_LOG_LEVEL": "WARNING"}
-    process = ServeProcess(env, tmp_path / "serve.log")
-    yield process
-    if process.proc is not None and process.proc.poll() is None:
-        process.kill()
+    with serve_process(services, database_url, dns, tmp_path / "serve.log", LITEMX_LOG_LEVEL="WARNING") as process:
+        yield process
 
 
 class Sender(threading.Thread):

@@ -44,6 +44,11 @@ class Settings:
                                               "LITEMX_SMTP_MAX_REJECTED_RECIPIENTS", 20)
     inbound_worker: bool = _help("`serve` processes the inbound queue; 0 accepts and queues only (operations, "
                                  "tests).", "LITEMX_INBOUND_WORKER", True)
+    processes: int = _help("Front processes (HTTP + SMTP on shared sockets) `serve` runs; 0: one per CPU; "
+                           "1: everything in one process.", "LITEMX_PROCESSES", 0)
+    worker_processes: int = _help("Background processes (inbound processing, outbound, schedules) beside the "
+                                  "front ones, at a lower CPU priority; 0: one per CPU. Unused when processes=1.",
+                                  "LITEMX_WORKER_PROCESSES", 0)
     dkim_ed25519: bool = _help("Also generate an Ed25519 DKIM key per domain (RFC 8463 dual signing), "
                                "published beside the RSA key; 1/true/yes/on to enable.", "LITEMX_DKIM_ED25519", False)
     dns_recheck_seconds: int = _help("Seconds between background re-checks of every domain's DNS records "

@@ -223,6 +223,21 @@ def self_signed(directory: Path, hostname: str = "mx.litemx.test") -> tuple[Path
 # --------------------------------------------------------------------------- litemx serve
 
 
+@contextmanager
+def serve_process(services: Services, database_url: str, dns: Any, log_path: Path,
+                  **env: str) -> Iterator[ServeProcess]:
+    """`litemx serve` on the test's own database and blob directory (services reads the result);
+    killed at the end if the test left it running."""
+    base = {"LITEMX_DATA_DIR": str(services.infra.settings.data_dir), "LITEMX_DATABASE_URL": database_url,
+            "LITEMX_DNS_SERVERS": dns.address, "LITEMX_HOSTNAME": "mx.litemx.test", "LITEMX_DNS_RECHECK_SECONDS": "0"}
+    process = ServeProcess({**base, **env}, log_path)
+    try:
+        yield process
+    finally:
+        if process.proc is not None and process.proc.poll() is None:
+            process.kill()
+
+
 @dataclass
 class ServeProcess:
     """`litemx serve` as a user runs it, restartable on the same ports."""

@@ -29,6 +29,7 @@ import collections
 import contextlib
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -519,8 +520,11 @@ class MxListener:
             await asyncio.to_thread(self.executor.shutdown, wait=True)
 
 
-async def start_mx(settings: Settings, inbound: InboundService) -> MxListener:
-    """Raises: what tls_context raises, OSError when the port cannot be bound."""
+async def start_mx(settings: Settings, inbound: InboundService, sock: socket.socket | None = None) -> MxListener:
+    """Listen on settings.smtp, or on `sock` (a listening socket shared by several processes).
+
+    Raises: what tls_context raises, OSError when the port cannot be bound.
+    """
     # aiosmtpd logs every command line at INFO; LiteMX logs one line per accepted message.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     gate = SessionGate(settings.smtp_max_connections)
@@ -528,8 +532,10 @@ async def start_mx(settings: Settings, inbound: InboundService) -> MxListener:
     executor = ThreadPoolExecutor(max_workers=max(1, min(MX_THREADS, settings.smtp_max_connections)),
                                   thread_name_prefix="litemx-mx")
     try:
-        server = await asyncio.get_running_loop().create_server(smtp_factory(settings, inbound, gate, executor),
-                                                                host=host, port=port)
+        factory = smtp_factory(settings, inbound, gate, executor)
+        loop = asyncio.get_running_loop()
+        server = await (loop.create_server(factory, sock=sock) if sock is not None
+                        else loop.create_server(factory, host=host, port=port))
     except BaseException:
         executor.shutdown(wait=False)
         raise

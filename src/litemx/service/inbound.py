@@ -13,6 +13,7 @@ the row pending (re-driven later) or fully delivered, never half-stored.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ log = logging.getLogger("litemx.inbound")
 
 LEASE = timedelta(minutes=5)
 STORE_BATCH_BYTES = 8 * 1024 * 1024  # prepared mail (raw size) stored per write transaction
+STORE_HOLD_SECONDS = 0.002  # a storing transaction commits after holding the writer lock this long
 MAX_ATTEMPTS = 8
 INLINE_RAW_BYTES = 256 * 1024  # accepted messages up to this size wait in their queue row for the worker
 INTERFACE = {"smtp": "smtp", "simulate": "api", "ses": "api"}
@@ -117,7 +119,7 @@ class InboundService(ServiceBase):
         transaction, each inside its own SAVEPOINT: one commit for the batch, and a message
         that fails to store is rolled back and deferred alone while the others commit.
         """
-        with self.db.write() as conn:
+        with self.db.write(background=True) as conn:
             rows = inbound_repo.lease_due(conn, self.clock.now(), LEASE, limit)
         batch: list[tuple[dict[str, Any], Delivery | str]] = []
         size = 0
@@ -142,9 +144,12 @@ class InboundService(ServiceBase):
     def _prepare(self, row: dict[str, Any]) -> Delivery:
         raw = self._raw(row)
         parsed = mime.parse_message(raw)
+        # The From fields as parse_message read them (DMARC and the phishing signals both use them).
+        author = (mailauth.from_fields(parsed.from_fields) if parsed.from_fields is not None
+                  else mailauth.parse_from(raw))
         auth = mailauth.evaluate(raw, client_ip=row["client_ip"] or "", helo=row["helo"] or "",
-                                 mail_from=row["mail_from"], resolver=self.resolver, now=row["received_at"])
-        author = mailauth.parse_from(raw)
+                                 mail_from=row["mail_from"], resolver=self.resolver, now=row["received_at"],
+                                 author=author)
         blob_keys = [self.infra.blobs.put(a.data) for a in parsed.attachments]
         return Delivery(raw, parsed, auth, author, blob_keys)
 
@@ -158,19 +163,35 @@ class InboundService(ServiceBase):
         return raw
 
     def _store_batch(self, batch: list[tuple[dict[str, Any], Delivery | str]]) -> None:
-        """Raises: what the database raises for the batch as a whole (its rows stay leased and
-        are re-driven when the lease ends, like after a crash)."""
-        with self.db.write() as conn:
-            for row, prepared in batch:
-                if isinstance(prepared, str):
-                    self._defer(conn, row, prepared)
-                    continue
-                try:
-                    with conn.begin_nested():
-                        self._store(conn, row, prepared)
-                except Exception as exc:  # noqa: BLE001 - rolled back to its savepoint; the rest go on
-                    log.exception("inbound queue row %s failed (attempt %s)", row["id"], row["attempts"] + 1)
-                    self._defer(conn, row, f"{type(exc).__name__}: {exc}")
+        """Store in as few transactions as keep the writer lock short: a transaction ends once
+        it has held the lock for STORE_HOLD_SECONDS, and each is a background writer (see
+        storage/db.py WriterLock), so SMTP accepts (whose `250` waits for a commit) never queue
+        behind a batch of inserts on SQLite.
+
+        Raises: what the database raises for a transaction as a whole (its rows stay leased
+        and are re-driven when the lease ends, like after a crash).
+        """
+        rest = iter(batch)
+        pending = next(rest, None)
+        while pending is not None:
+            with self.db.write(background=True) as conn:
+                held_until = time.monotonic() + STORE_HOLD_SECONDS
+                while pending is not None:
+                    self._store_guarded(conn, *pending)
+                    pending = next(rest, None)
+                    if time.monotonic() > held_until:
+                        break
+
+    def _store_guarded(self, conn: Connection, row: dict[str, Any], prepared: Delivery | str) -> None:
+        if isinstance(prepared, str):
+            self._defer(conn, row, prepared)
+            return
+        try:
+            with conn.begin_nested():
+                self._store(conn, row, prepared)
+        except Exception as exc:  # noqa: BLE001 - rolled back to its savepoint; the rest go on
+            log.exception("inbound queue row %s failed (attempt %s)", row["id"], row["attempts"] + 1)
+            self._defer(conn, row, f"{type(exc).__name__}: {exc}")
 
     def _defer(self, conn: Connection, row: dict[str, Any], error: str) -> None:
         now = self.clock.now()
@@ -193,7 +214,7 @@ class InboundService(ServiceBase):
         if target["mailbox_id"].startswith(BOUNCE_TARGET) and self.on_bounce is not None:
             self.on_bounce(conn, target, d.raw)
             return
-        box = directory_repo.mailbox_by_id(conn, target["mailbox_id"])
+        box = self._mailbox(conn, target["mailbox_id"])
         if box is None:
             return  # deleted between acceptance and processing: nothing to deliver into
         caller = system_caller(box["account_id"], interface=INTERFACE.get(row["source"], "system"))
@@ -208,6 +229,22 @@ class InboundService(ServiceBase):
                        "status": status, "from": d.parsed.from_.address if d.parsed.from_ else None,
                        "rcpt": target["rcpt"], "queue_id": row["id"], "spf": d.auth.spf.result,
                        "dmarc": d.auth.dmarc.result, "signals": [s.code for s in report.signals]})
+
+    # (transaction, {mailbox id: row}) of the last storing transaction; see _mailbox.
+    _mailboxes: tuple[Any, dict[str, dict[str, Any] | None]] | None = None
+
+    def _mailbox(self, conn: Connection, mailbox_id: str) -> dict[str, Any] | None:
+        """The target mailbox's row, read once per storing transaction: a batch mostly goes to a
+        few mailboxes, and within one transaction the row is what the first read saw (on
+        PostgreSQL a concurrent deletion then shows as a failed insert, deferred and retried)."""
+        transaction = conn.get_transaction()
+        memo = self._mailboxes
+        if memo is None or memo[0] is not transaction:
+            memo = self._mailboxes = (transaction, {})
+        boxes = memo[1]
+        if mailbox_id not in boxes:
+            boxes[mailbox_id] = directory_repo.mailbox_by_id(conn, mailbox_id)
+        return boxes[mailbox_id]
 
     def _thread(self, conn: Connection, box: dict[str, Any], parsed: mime.ParsedMessage, at: datetime) -> str:
         known = messages_repo.threads_by_message_ids(conn, box["id"], candidate_ids(parsed))

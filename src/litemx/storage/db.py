@@ -7,6 +7,9 @@ BEGIN IMMEDIATE so two writers serialise at BEGIN instead of failing at COMMIT.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +19,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE = "litemx_write"
@@ -28,6 +32,9 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any):
         self.url = url
         self.engine: Engine = _create_engine(url, **engine_kwargs)
+        database = make_url(url).database
+        self.writer = (WriterLock(Path(database))
+                       if self.dialect == "sqlite" and database and database != ":memory:" else None)
 
     @property
     def dialect(self) -> str:
@@ -39,11 +46,21 @@ class Database:
             yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+    def write(self, background: bool = False) -> Iterator[Connection]:
+        """A write transaction. `background` (inbound processing): on SQLite it waits while any
+        other process's foreground writer (an SMTP accept, a request) waits, see WriterLock."""
+        with self._one_writer(background), self.engine.connect() as conn:
             conn = conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _one_writer(self, background: bool) -> Iterator[None]:
+        if self.writer is None:
+            yield  # PostgreSQL: row locks, no database-wide writer lock
+            return
+        with self.writer.hold(background):
+            yield
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent)."""
@@ -54,6 +71,86 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class WriterLock:
+    """One SQLite writer at a time across every process and thread sharing the database file,
+    foreground writers first.
+
+    SQLite serialises writers itself, but a writer that finds the lock taken polls for it
+    with sleeps of 1, 2, 5, 10 ms and more (sqlite3_busy_timeout), so it goes on sleeping after
+    the lock is free. With several `litemx serve` processes (supervisor.py) those sleeps were
+    the limit on SMTP accepts. A blocking flock on a side file (`-writer.lock`) instead wakes
+    the next writer the moment the current one releases it.
+
+    Priority: a `250` waits for its queue row's commit, so inbound processing must not sit in
+    front of it. Foreground writers hold a shared flock on `-writer.queue` while they wait for
+    and hold the writer lock; a background writer first takes that file exclusively, which it
+    gets only when no foreground writer of another process is waiting, and lets go of it as
+    soon as it holds the writer lock. Under a burst of mail, processing waits; the queue is
+    durable and it catches up after.
+
+    flock belongs to an open file, not a thread, so the threads of one process first queue on
+    a re-entrant lock of their own (priority applies between processes). Files are opened
+    lazily so a forked child gets its own. A process that dies releases its locks.
+
+    Raises (on enter): OperationalError when this process's own writers have waited
+    WAIT_SECONDS (the busy timeout's bound); the wait for another process is the kernel's.
+    """
+
+    WAIT_SECONDS = 30.0
+
+    def __init__(self, path: Path):
+        self.paths = (path.with_name(path.name + "-writer.lock"), path.with_name(path.name + "-writer.queue"))
+        self.local = threading.RLock()
+        self.depth = 0
+        self.fds: tuple[int, int] | None = None
+        self.pid = 0
+
+    @contextmanager
+    def hold(self, background: bool = False) -> Iterator[None]:
+        if not self.local.acquire(timeout=self.WAIT_SECONDS):
+            raise OperationalError("BEGIN IMMEDIATE", {}, TimeoutError("database writer lock wait timed out"))
+        try:
+            if self.depth == 0:
+                self._take(background)
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+                if self.depth == 0:
+                    self._release()
+        finally:
+            self.local.release()
+
+    def _take(self, background: bool) -> None:
+        writer, queue = self._fds()
+        if background:
+            fcntl.flock(queue, fcntl.LOCK_EX)  # no foreground writer is waiting or writing now
+            try:
+                fcntl.flock(writer, fcntl.LOCK_EX)
+            finally:
+                fcntl.flock(queue, fcntl.LOCK_UN)
+            return
+        fcntl.flock(queue, fcntl.LOCK_SH)
+        try:
+            fcntl.flock(writer, fcntl.LOCK_EX)
+        except BaseException:
+            fcntl.flock(queue, fcntl.LOCK_UN)
+            raise
+
+    def _release(self) -> None:
+        writer, queue = self._fds()
+        fcntl.flock(writer, fcntl.LOCK_UN)
+        fcntl.flock(queue, fcntl.LOCK_UN)  # a no-op for a background writer (released in _take)
+
+    def _fds(self) -> tuple[int, int]:
+        if self.fds is None or self.pid != os.getpid():
+            self.fds = (os.open(self.paths[0], os.O_RDWR | os.O_CREAT, 0o600),
+                        os.open(self.paths[1], os.O_RDWR | os.O_CREAT, 0o600))
+            self.pid = os.getpid()
+        return self.fds
 
 
 def alembic_config(url: str) -> Config:

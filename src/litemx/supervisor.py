@@ -1,0 +1,267 @@
+"""`litemx serve` on several processes: one Python process is CPU-bound long before the machine is.
+
+The supervisor (this process) migrates the database, binds the HTTP and SMTP ports once, and
+forks (pre-fork, like Postfix's master or gunicorn):
+
+- `processes` front processes. Each serves HTTP (uvicorn) and SMTP (the MX) on the shared
+  listening sockets; the kernel hands each new connection to one of them.
+- `worker_processes` background processes, at a lower CPU priority so that accepting mail and
+  answering requests come first while processing catches up. Each drains the inbound queue
+  (leases keep them apart); the first also runs outbound delivery, the DNS re-check and
+  retention (their job leases keep nodes apart too).
+
+Nothing is shared in memory: every process has its own database pool and caches, and the
+database is the only place state lives (ARCHITECTURE.md: several nodes may share one
+database). A front process wakes the workers through a pipe (one byte per accepted message
+or queued send), so processing starts at once instead of at the next poll.
+
+A child that dies is started again (a bounded number of times per minute); a child whose
+supervisor dies is killed by the kernel (PR_SET_PDEATHSIG), so a crash of `litemx serve` is
+a crash of all of it, never orphaned listeners. SIGTERM/SIGINT stop the children with SIGTERM
+(each shuts down cleanly, see server.py) and wait for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from litemx.adapters.smtp import tls_context
+from litemx.app import Services, build_services
+from litemx.server import Front, bind_http, log_listening, start_workers, stop_event, stop_workers
+from litemx.settings import Settings
+
+log = logging.getLogger("litemx")
+
+WORKER_NICE = 10  # background processes yield the CPU to the listeners under load
+STOP_SECONDS = 30.0  # a child's clean shutdown (MX grace 10 s + in-flight requests) before SIGKILL
+RESTARTS_PER_MINUTE = 5  # more than this and the supervisor gives up instead of crash-looping
+LISTEN_BACKLOG = 1024  # connections the kernel queues for the listeners while all are busy
+MAX_AUTO_PROCESSES = 8
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    fronts: int
+    workers: int
+
+    @property
+    def single(self) -> bool:
+        return self.fronts <= 1
+
+    @classmethod
+    def for_settings(cls, settings: Settings, cpus: int) -> ProcessPlan:
+        auto = max(1, min(cpus, MAX_AUTO_PROCESSES))
+        return cls(settings.processes or auto, settings.worker_processes or auto)
+
+
+class Nudge:
+    """A non-blocking pipe: any process pokes it, a worker process waits on it."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def poke(self) -> None:
+        try:
+            os.write(self.write_fd, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups nobody has read yet: the worker is busy anyway
+
+    def listen(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+        loop.add_reader(self.read_fd, self._drain, wake)
+
+    def _drain(self, wake: Callable[[], None]) -> None:
+        try:
+            os.read(self.read_fd, 65536)
+        except BlockingIOError:
+            return  # another worker process took these bytes
+        wake()
+
+
+@dataclass
+class Shared:
+    """What the supervisor makes once and every child inherits."""
+
+    settings: Settings
+    http: socket.socket
+    smtp: socket.socket
+    inbound: Nudge = field(default_factory=Nudge)
+    outbound: Nudge = field(default_factory=Nudge)
+
+
+def supervise(settings: Settings, plan: ProcessPlan) -> None:
+    """Run `plan` until SIGTERM/SIGINT. Raises: OSError (ports), InvalidRequest (TLS, blob store,
+    outbound settings), SystemExit(1) when children keep dying."""
+    build_services(settings).close()  # migrate once, and fail here on bad settings
+    tls_context(settings)
+    shared = Shared(settings, _listen(bind_http(settings)), _listen(socket.create_server(settings.smtp_host_port)))
+    supervisor = Supervisor(shared, [("front", i) for i in range(plan.fronts)] +
+                            [("worker", i) for i in range(plan.workers)])
+    log_listening(settings, f", {plan.fronts} front + {plan.workers} worker processes")
+    supervisor.run()
+    log.info("litemx stopped")
+
+
+def _listen(sock: socket.socket) -> socket.socket:
+    sock.listen(LISTEN_BACKLOG)
+    return sock
+
+
+class Supervisor:
+    def __init__(self, shared: Shared, roles: list[tuple[str, int]]):
+        self.shared = shared
+        self.roles = roles
+        self.children: dict[int, tuple[str, int]] = {}
+        self.restarts: list[float] = []
+        self.stopping = False
+
+    def run(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        gc.freeze()  # what was built so far stays shared copy-on-write with every child
+        for role in self.roles:
+            self._spawn(role)
+        try:
+            while not self.stopping:
+                self._reap()
+                time.sleep(0.2)
+        finally:
+            self._stop_all()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _spawn(self, role: tuple[str, int]) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _child(role, self.shared, parent)  # never returns
+        self.children[pid] = role
+
+    def _reap(self) -> None:
+        while self.children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            role = self.children.pop(pid, None)
+            if role is None or self.stopping:
+                continue
+            log.error("%s process %d (pid %d) exited with status %d; starting it again", role[0], role[1], pid,
+                      os.waitstatus_to_exitcode(status))
+            self._count_restart()
+            self._spawn(role)
+
+    def _count_restart(self) -> None:
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+        if len(self.restarts) > RESTARTS_PER_MINUTE:
+            log.error("processes keep dying (%d restarts in a minute): stopping", len(self.restarts))
+            self.stopping = True
+            raise SystemExit(1)
+
+    def _stop_all(self) -> None:
+        for pid in self.children:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        while self.children and time.monotonic() < deadline:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                self.children.pop(pid, None)
+            else:
+                time.sleep(0.05)
+        for pid in self.children:
+            log.error("pid %d did not stop within %.0f s: killed", pid, STOP_SECONDS)
+            _signal(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.children.clear()
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+# --------------------------------------------------------------------------- children
+
+
+def _child(role: tuple[str, int], shared: Shared, parent: int) -> None:
+    """The body of a forked child; leaves only through os._exit."""
+    code = 1
+    try:
+        _die_with(parent)
+        # The terminal's Ctrl-C reaches the whole process group; the supervisor then sends SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if role[0] == "worker":
+            os.nice(WORKER_NICE)
+            asyncio.run(_run_worker(shared, role[1]))
+        else:
+            asyncio.run(_run_front(shared))
+        code = 0
+    except BaseException:  # noqa: BLE001 - top-level handler of a child process: log, exit non-zero
+        log.exception("%s process %d failed", *role)
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """Ask the kernel to SIGKILL this child when the supervisor dies (Linux), then check it is alive."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: a dead supervisor leaves its children to their next SIGTERM
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+async def _run_front(shared: Shared) -> None:
+    services = build_services(shared.settings, migrate=False)
+    try:
+        services.inbound.on_accept = shared.inbound.poke
+        services.sending.on_queue = shared.outbound.poke
+        stop = stop_event((signal.SIGTERM,))
+        front = await Front.start(shared.settings, services, shared.http, shared.smtp)
+        await front.run_until(stop)
+        await front.stop_mx()
+        await front.stop_http()
+    finally:
+        services.close()
+
+
+async def _run_worker(shared: Shared, index: int) -> None:
+    services = build_services(shared.settings, migrate=False)
+    try:
+        stop = stop_event((signal.SIGTERM,))
+        scheduled = index == 0
+        workers = start_workers(shared.settings, services, scheduled=scheduled)
+        loop = asyncio.get_running_loop()
+        shared.inbound.listen(loop, lambda: _call(services.inbound.on_accept))
+        if scheduled:
+            shared.outbound.listen(loop, lambda: _call(_outbound_wake(services)))
+        await stop.wait()
+        await stop_workers(workers)
+    finally:
+        services.close()
+
+
+def _outbound_wake(services: Services) -> Callable[[], None] | None:
+    return services.sending.on_queue
+
+
+def _call(wake: Callable[[], None] | None) -> None:
+    if wake is not None:
+        wake()

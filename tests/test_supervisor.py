@@ -1,0 +1,98 @@
+"""`litemx serve` on several processes (supervisor.py): front processes share the HTTP and SMTP
+ports, a worker process delivers what they accept, a dead child is started again, and the
+whole tree stops on SIGTERM — or dies with the supervisor, never leaving orphans behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from litemx.app import Services
+from litemx.settings import Settings
+from litemx.supervisor import ProcessPlan
+from tests.support.live import wait_for
+from tests.support.smtp import ServeProcess, count, host_project, message, send, serve_process
+
+
+@pytest.fixture
+def hosted(services, tenant):
+    return host_project(services, tenant.token)
+
+
+@pytest.fixture
+def serve(services: Services, hosted, database_url: str, dns, tmp_path: Path) -> Iterator[ServeProcess]:
+    with serve_process(services, database_url, dns, tmp_path / "serve.log", LITEMX_PROCESSES="2",
+                       LITEMX_WORKER_PROCESSES="1") as process:
+        yield process
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (killed, not yet reaped by a dead parent's reaper) is gone for our purposes.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_the_plan_follows_the_settings_and_the_cpus():
+    assert ProcessPlan.for_settings(Settings(), 1).single
+    assert ProcessPlan.for_settings(Settings(processes=1), 8).single
+    assert ProcessPlan.for_settings(Settings(), 4) == ProcessPlan(4, 4)
+    assert ProcessPlan.for_settings(Settings(), 64) == ProcessPlan(8, 8)
+    assert ProcessPlan.for_settings(Settings(processes=3, worker_processes=1), 2) == ProcessPlan(3, 1)
+
+
+def test_mail_accepted_by_any_front_process_is_delivered_by_the_worker_and_sigterm_stops_all(services, serve):
+    serve.start()
+    assert serve.proc is not None
+    children = _children(serve.proc.pid)
+    assert len(children) == 3  # two front processes and one worker
+    for i in range(6):  # several connections: the kernel spreads them over the front processes
+        send("127.0.0.1", serve.smtp_port, message(f"Hello {i}"))
+    # Woken through the supervisor's pipe: delivered well before the worker's 2 s poll.
+    wait_for(lambda: count(services) == 6, timeout=20)
+    health = httpx.get(f"http://127.0.0.1:{serve.http_port}/api/health", timeout=5)
+    assert health.status_code == 200
+    assert serve.stop() == 0
+    assert not any(_alive(pid) for pid in children)
+    assert "litemx stopped" in serve.log
+
+
+def test_a_child_that_dies_is_started_again(services, serve):
+    serve.start()
+    assert serve.proc is not None
+    before = _children(serve.proc.pid)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(_children(serve.proc.pid) - {victim}) == 3, timeout=20)  # type: ignore[union-attr]
+    send("127.0.0.1", serve.smtp_port, message("After the restart"))
+    wait_for(lambda: count(services) == 1, timeout=20)
+    assert "starting it again" in serve.log
+    assert serve.stop() == 0
+
+
+def test_children_die_with_the_supervisor(services, serve):
+    serve.start()
+    assert serve.proc is not None
+    children = _children(serve.proc.pid)
+    serve.kill()  # SIGKILL: no shutdown code runs in the supervisor
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in children)
+    serve.start()  # the ports are free again: nothing was left listening
+    assert serve.stop() == 0

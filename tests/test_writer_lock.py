@@ -1,0 +1,101 @@
+"""SQLite writers across processes (storage/db.py WriterLock): one at a time, no lost or
+failed transaction under contention, and a waiting foreground writer (an SMTP accept) goes
+before a waiting background one (inbound processing)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from litemx.storage.db import Database
+from tests.support.live import wait_for
+
+SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited locks or pools
+
+
+def _url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _increment(url: str, threads: int, times: int) -> None:
+    import threading
+
+    db = Database(url)
+
+    def run() -> None:
+        for _ in range(times):
+            with db.write() as conn:
+                value = conn.execute(text("SELECT n FROM counter")).scalar_one()
+                conn.execute(text("UPDATE counter SET n = :n"), {"n": value + 1})
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    db.dispose()
+
+
+def _hold(url: str, background: bool, name: str, log: str, release: Any, holding: Any) -> None:
+    db = Database(url)
+    with db.write(background=background) as conn:
+        conn.execute(text("INSERT INTO turns (name) VALUES (:n)"), {"n": name})
+        Path(log).open("a").write(name + "\n")
+        if holding is not None:
+            holding.set()
+            release.wait(30)
+    db.dispose()
+
+
+def _setup(path: Path) -> str:
+    url = _url(path)
+    db = Database(url)
+    with db.write() as conn:
+        conn.execute(text("CREATE TABLE counter (n INTEGER NOT NULL)"))
+        conn.execute(text("INSERT INTO counter VALUES (0)"))
+        conn.execute(text("CREATE TABLE turns (name TEXT NOT NULL)"))
+    db.dispose()
+    return url
+
+
+def _blocked_on_flock(pid: int) -> bool:
+    """True while `pid` waits for a flock (a `->` line of /proc/locks names the waiter)."""
+    return any("->" in line and "FLOCK" in line and f" {pid} " in line
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path):
+    url = _setup(tmp_path / "w.db")
+    procs = [SPAWN.Process(target=_increment, args=(url, 4, 40)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    db = Database(url)
+    with db.read() as conn:
+        assert conn.execute(text("SELECT n FROM counter")).scalar_one() == 3 * 4 * 40
+    db.dispose()
+
+
+def test_a_waiting_foreground_writer_goes_before_a_waiting_background_writer(tmp_path):
+    url = _setup(tmp_path / "p.db")
+    log = str(tmp_path / "order.log")
+    release, holding = SPAWN.Event(), SPAWN.Event()
+    first = SPAWN.Process(target=_hold, args=(url, False, "first", log, release, holding))
+    first.start()
+    assert holding.wait(60)
+    background = SPAWN.Process(target=_hold, args=(url, True, "background", log, None, None))
+    background.start()
+    wait_for(lambda: _blocked_on_flock(background.pid), timeout=60)  # type: ignore[arg-type]
+    foreground = SPAWN.Process(target=_hold, args=(url, False, "foreground", log, None, None))
+    foreground.start()
+    wait_for(lambda: _blocked_on_flock(foreground.pid), timeout=60)  # type: ignore[arg-type]
+    release.set()
+    for p in (first, background, foreground):
+        p.join(60)
+        assert p.exitcode == 0
+    assert Path(log).read_text().split() == ["first", "foreground", "background"]
