@@ -88,3 +88,18 @@ def test_the_cache_is_bounded_and_keeps_the_newest_version(services, admin):
     assert cache.get(6, "old") is None and cache.get(7, "old") is None
     cache.put(8, "d", route)  # a newer version empties the cache
     assert cache.get(8, "b") is None and cache.get(8, "d") is route
+
+
+def test_the_event_loop_path_answers_from_the_cache_only_while_nothing_changed(services, admin):
+    assert services.routing.cached(SUPPORT) is None  # nothing cached yet
+    route = services.routing.resolve(SUPPORT)
+    if services.infra.db.dialect != "sqlite":
+        assert services.routing.cached(SUPPORT) is None  # PostgreSQL: always the thread path
+        return
+    assert services.routing.cached(SUPPORT) is route
+    assert services.inbound.cached_route(SUPPORT) is route
+    _sql(services, update(mailboxes).where(mailboxes.c.address == SUPPORT).values(disabled_at=NOW))
+    assert services.routing.cached(SUPPORT) is None and services.inbound.cached_route(SUPPORT) is None
+    refused = services.routing.resolve(SUPPORT)
+    # A refusal is cached for resolve(), but the MX never answers it from the loop: it is audited.
+    assert services.routing.cached(SUPPORT) is refused and services.inbound.cached_route(SUPPORT) is None

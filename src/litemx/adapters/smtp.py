@@ -348,8 +348,8 @@ class MxHandler:
         problem = _path_problem(address, envelope.smtp_utf8, "5.1.3", "recipient")
         if problem is not None:
             return problem
-        route: Route = await self._run(self.inbound.route_recipient, address, client_ip=peer_ip(session),
-                                     audit=True)
+        route = self.inbound.cached_route(address) or await self._run(
+            self.inbound.route_recipient, address, client_ip=peer_ip(session), audit=True)
         if not route.accepted:
             cast(MxSMTP, server).rejected_recipients += 1
             return REJECT_REPLIES.get(route.reject or "", "550 5.1.1 Recipient address rejected")

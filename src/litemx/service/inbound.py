@@ -65,6 +65,13 @@ class InboundService(ServiceBase):
             self._audit_rejection(route, client_ip)
         return route
 
+    def cached_route(self, recipient: str) -> Route | None:
+        """An accepted route known without touching the database's pool (RoutingService.cached);
+        None: call route_recipient (a refusal is never answered from here: it writes an audit
+        event)."""
+        route = self.routing.cached(recipient)
+        return route if route is not None and route.accepted else None
+
     def _audit_rejection(self, route: Route, client_ip: str | None) -> None:
         # A relay attempt names no hosted domain, so its event has no account (operator-only,
         # like auth.denied for an unknown token). The SMTP listener bounds how many one

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +36,26 @@ class Database:
         database = make_url(url).database
         self.writer = (WriterLock(Path(database))
                        if self.dialect == "sqlite" and database and database != ":memory:" else None)
+        self._peek = threading.local()
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def peek(self, sql: str) -> Any:
+        """The first column of the first row of a tiny read-only query, or None when this
+        database has no cheap path for it (PostgreSQL: a network round trip, so callers use a
+        thread). SQLite: this thread's own read-only connection, no pool and no transaction,
+        a few microseconds: safe to call on an event loop."""
+        if self.writer is None:
+            return None
+        conn = getattr(self._peek, "conn", None)
+        if conn is None or getattr(self._peek, "pid", 0) != os.getpid():
+            uri = self.writer.database.resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._peek.conn, self._peek.pid = conn, os.getpid()
+        row = conn.execute(sql).fetchone()
+        return None if row is None else row[0]
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -70,6 +87,10 @@ class Database:
             command.upgrade(cfg, "head")
 
     def dispose(self) -> None:
+        conn = getattr(self._peek, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._peek.conn = None
         self.engine.dispose()
 
 
@@ -101,6 +122,7 @@ class WriterLock:
     WAIT_SECONDS = 30.0
 
     def __init__(self, path: Path):
+        self.database = path
         self.paths = (path.with_name(path.name + "-writer.lock"), path.with_name(path.name + "-writer.queue"))
         self.local = threading.RLock()
         self.depth = 0
