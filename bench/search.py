@@ -95,15 +95,58 @@ def build_litemx(data_dir: Path, dns: str, clock: SettableClock) -> tuple[Any, A
     return services, caller
 
 
+def build_services_again(settings: Any, clock: SettableClock) -> Any:
+    from litemx.app import build_services
+
+    return build_services(settings, clock=clock, migrate=False)
+
+
+def index_parallel(settings: Any, corpus_dir: Path, batch: int, limit_s: float, processes: int) -> dict[str, Any]:
+    """index_litemx in `processes` forked processes over one database, each with its share of
+    the corpus: how `litemx serve` indexes with one worker process per CPU (supervisor.py)."""
+    from litemx.app import build_services
+
+    rows = [line.rstrip("\n").split("\t") for line in (corpus_dir / "index.tsv").open()]
+    out = WORK / "results" / "index-parts"
+    out.mkdir(parents=True, exist_ok=True)
+    started, pids = time.monotonic(), []
+    for k in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                clock = SettableClock()
+                services = build_services(settings, clock=clock, migrate=False)
+                part = index_litemx(services, clock, corpus_dir, batch, limit_s, rows[k::processes])
+                (out / f"{k}.json").write_text(json.dumps(part))
+                services.close()
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    wall = time.monotonic() - started
+    parts = [json.loads((out / f"{k}.json").read_text()) for k in range(processes)]
+    total = parts[-1]  # counts of the database as a whole (each part reads them at its end)
+    accepted = sum(p["accepted"] for p in parts)
+    return {**total, "processes": processes, "accepted": accepted, "wall_s": round(wall, 2),
+            "index_per_s": total["processed"] / wall,
+            "accept_cpu_ms": sum(p["accept_cpu_ms"] * p["accepted"] for p in parts) / max(accepted, 1),
+            "process_cpu_ms": sum(p["process_cpu_ms"] * p["processed_here"] for p in parts)
+            / max(sum(p["processed_here"] for p in parts), 1)}
+
+
 def index_litemx(services: Any, clock: SettableClock, corpus_dir: Path, batch: int,
-                 limit_s: float) -> dict[str, Any]:
+                 limit_s: float, rows: list[list[str]] | None = None) -> dict[str, Any]:
     inbound = services.inbound
     inbound.on_accept = None
     accept_s = process_s = accept_cpu = process_cpu = 0.0
-    accepted = processed = 0
+    accepted = processed = processed_here = 0
     routes: dict[str, Any] = {}
     started = time.monotonic()
-    rows = [line.rstrip("\n").split("\t") for line in (corpus_dir / "index.tsv").open()]
+    if rows is None:
+        rows = [line.rstrip("\n").split("\t") for line in (corpus_dir / "index.tsv").open()]
     for i in range(0, len(rows), batch):
         for name, _md, mail_from, rcpt, date in rows[i:i + batch]:
             raw = (corpus_dir / "eml" / name).read_bytes().replace(b"\n", b"\r\n")
@@ -117,7 +160,9 @@ def index_litemx(services: Any, clock: SettableClock, corpus_dir: Path, batch: i
             accepted += 1
         t, c = time.perf_counter(), time.process_time()
         for _ in range(10 * batch):  # bounded: each call claims up to 50 rows
-            if not inbound.process_due(limit=50):
+            claimed = inbound.process_due(limit=50)
+            processed_here += claimed
+            if not claimed:
                 break
         process_s += time.perf_counter() - t
         process_cpu += time.process_time() - c
@@ -134,7 +179,9 @@ def index_litemx(services: Any, clock: SettableClock, corpus_dir: Path, batch: i
             "process_s": round(process_s, 2), "accept_per_s": accepted / accept_s if accept_s else None,
             "process_per_s": processed / process_s if process_s else None,
             "index_per_s": processed / total if total else None,
-            "accept_cpu_ms": accept_cpu * 1000 / max(accepted, 1), "process_cpu_ms": process_cpu * 1000 / max(processed, 1),
+            "processed_here": processed_here,
+            "accept_cpu_ms": accept_cpu * 1000 / max(accepted, 1),
+            "process_cpu_ms": process_cpu * 1000 / max(processed_here, 1),
             "db_mb": round(sum(p.stat().st_size for p in services.infra.settings.data_dir.glob("litemx.db*")) / 2**20, 1)}
 
 
@@ -276,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=200, help="messages accepted between processing passes")
     parser.add_argument("--time-limit", type=float, default=float(env_int("BENCH_INDEX_TIME_LIMIT", 900)))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--index-processes", type=int, default=env_int("BENCH_INDEX_PROCESSES", os.cpu_count() or 1),
+                        help="processes indexing side by side (litemx serve runs one worker per CPU)")
     args = parser.parse_args(argv)
     corpus_dir = WORK / f"corpus-{args.count}"
     t = time.monotonic()
@@ -289,11 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     with StubDns() as dns:
         services, caller = build_litemx(WORK / "search-data", dns.address, clock)
         try:
-            lx = results["litemx_index"] = index_litemx(services, clock, corpus_dir, args.batch, args.time_limit)
-            say(f"  LiteMX index (in-process accept + process): {fmt(lx['processed'])} messages, "
-                f"{fmt(lx['index_per_s'])} msg/s overall (accept {fmt(lx['accept_per_s'])}/s, "
-                f"process {fmt(lx['process_per_s'])}/s); CPU per message: accept {fmt(lx['accept_cpu_ms'], 2)} ms, "
-                f"process {fmt(lx['process_cpu_ms'], 2)} ms; db {fmt(lx['db_mb'])} MB")
+            if args.index_processes > 1:
+                settings = services.infra.settings
+                services.close()
+                lx = index_parallel(settings, corpus_dir, args.batch, args.time_limit, args.index_processes)
+                services = build_services_again(settings, clock)
+            else:
+                lx = index_litemx(services, clock, corpus_dir, args.batch, args.time_limit)
+            results["litemx_index"] = lx
+            say(f"  LiteMX index (in-process accept + process, {lx.get('processes', 1)} process(es)): "
+                f"{fmt(lx['processed'])} messages, {fmt(lx['index_per_s'])} msg/s overall; CPU per message: "
+                f"accept {fmt(lx['accept_cpu_ms'], 2)} ms, process {fmt(lx['process_cpu_ms'], 2)} ms; "
+                f"db {fmt(lx['db_mb'])} MB")
             clock.at = datetime.now(UTC)
             results["litemx_search"] = time_litemx(services, caller, queries, args.rounds)
         finally:
