@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=200, help="messages accepted between processing passes")
     parser.add_argument("--time-limit", type=float, default=float(env_int("BENCH_INDEX_TIME_LIMIT", 900)))
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--index-processes", type=int, default=env_int("BENCH_INDEX_PROCESSES", os.cpu_count() or 1),
-                        help="processes indexing side by side (litemx serve runs one worker per CPU)")
+    parser.add_argument("--index-processes", type=int, default=env_int("BENCH_INDEX_PROCESSES", 1),
+                        help="processes indexing side by side (litemx serve runs one worker per CPU); 2 measured slower than 1 here (writer-lock ping-pong between accept and process)")
     args = parser.parse_args(argv)
     corpus_dir = WORK / f"corpus-{args.count}"
     t = time.monotonic()
