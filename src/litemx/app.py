@@ -73,6 +73,7 @@ class Services:
         self.outbound = OutboundService(self.infra, transport, self.bounces)
 
     def close(self) -> None:
+        self.inbound.close()
         self.infra.db.dispose()
 
 
