@@ -11,8 +11,8 @@ Server RSS (psutil, else /proc/<pid>/status) is sampled throughout; the peak is 
 Endpoints: GET /api/messages/{id} (random ids of the corpus), GET /api/messages?limit=20,
 GET /api/messages/search?q=<the corpus' common word and from: queries>. When a route still
 answers 501, GET /api/mailboxes and GET /api/bootstrap are measured instead (and said so).
-MCP: `tools/call read_message` over POST /mcp when /mcp answers; otherwise one line says it
-was skipped.
+MCP: `tools/call read_message` and `search_messages` over POST /mcp when /mcp answers (each with
+the server CPU per call); otherwise one line says it was skipped.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ MAX_REQUESTS = 200_000  # per endpoint, whatever the duration
 class RssSampler:
     def __init__(self, pid: int, every: float = 0.25):
         self.pid, self.every, self.peak, self.samples = pid, every, 0.0, 0
+        self.pss_peak = 0.0  # PSS summed over the server's processes (shared pages counted once)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -58,6 +59,7 @@ class RssSampler:
             if rss:
                 self.peak = max(self.peak, rss)
                 self.samples += 1
+            self.pss_peak = max(self.pss_peak, common.pss_mb(self.pid) or 0.0)
             self._stop.wait(self.every)
 
 
@@ -160,8 +162,8 @@ def _endpoints(server: LitemxServer, ids: list[str], search_qs: list[str]) -> li
     return chosen
 
 
-def _mcp(server: LitemxServer, ids: list[str]) -> dict[str, Any] | None:
-    """read_message over MCP (stateless JSON-RPC POST /mcp), if /mcp answers."""
+def _mcp(server: LitemxServer, ids: list[str], search_qs: list[str]) -> dict[str, Any] | None:
+    """read_message and search_messages over MCP (stateless JSON-RPC POST /mcp), if /mcp answers."""
     h = {**server.headers(), "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "litemx-bench", "version": "1"}}}
@@ -170,10 +172,13 @@ def _mcp(server: LitemxServer, ids: list[str]) -> dict[str, Any] | None:
         return {"skipped": f"POST /mcp answered {status}"}
     counter = iter(range(1, 10**9))
 
-    def make(r: random.Random) -> tuple[str, Any]:
+    def call(name: str, arguments: dict[str, Any]) -> tuple[str, Any]:
         return "/mcp", {"jsonrpc": "2.0", "id": next(counter), "method": "tools/call",
-                        "params": {"name": "read_message", "arguments": {"message_id": r.choice(ids)}}}
-    return {"make": make, "headers": h}
+                        "params": {"name": name, "arguments": arguments}}
+
+    tools = {"read_message": lambda r: call("read_message", {"message_id": r.choice(ids)}),
+             "search_messages": lambda r: call("search_messages", {"query": r.choice(search_qs), "limit": 20})}
+    return {"tools": tools, "headers": h}
 
 
 def _ids(server: LitemxServer, limit: int = 5000) -> list[str]:
@@ -235,18 +240,28 @@ def main(argv: list[str] | None = None) -> int:
                         f"server CPU {fmt(r.get('server_cpu_ms_per_req'), 2)} ms/req"
                         + (f" | wrk {fmt(w.get('rps'))} req/s p50 {fmt(w.get('p50_ms'), 2)} p99 "
                            f"{fmt(w.get('p99_ms'), 2)} ms non-2xx {w.get('non_2xx', 0)}" if w else ""))
-                mcp = _mcp(server, ids)
-                if mcp and "make" in mcp:
-                    r = asyncio.run(_load(server.url, mcp["headers"], mcp["make"], args.concurrency, args.seconds,
-                                          method="POST"))
-                    results["mcp"] = r
-                    say(f"  {'MCP tools/call read_message':<58} {fmt(r['rps'])} calls/s p50 {fmt(r['p50_ms'], 2)} "
-                        f"p99 {fmt(r['p99_ms'], 2)} ms ok {r['ok']}/{r['requests']}")
+                mcp = _mcp(server, ids, qs)
+                if mcp and "tools" in mcp:
+                    results["mcp_tools"] = {}
+                    for tool, make in mcp["tools"].items():
+                        cpu0 = common.cpu_seconds(server.pid)
+                        r = asyncio.run(_load(server.url, mcp["headers"], make, args.concurrency, args.seconds,
+                                              method="POST"))
+                        cpu1 = common.cpu_seconds(server.pid)
+                        if cpu0 is not None and cpu1 is not None and r["requests"]:
+                            r["server_cpu_ms_per_req"] = (cpu1 - cpu0) * 1000 / r["requests"]
+                        results["mcp_tools"][tool] = r
+                        say(f"  {'MCP tools/call ' + tool:<58} {fmt(r['rps'])} calls/s p50 {fmt(r['p50_ms'], 2)} "
+                            f"p99 {fmt(r['p99_ms'], 2)} ms ok {r['ok']}/{r['requests']} "
+                            f"server CPU {fmt(r.get('server_cpu_ms_per_req'), 2)} ms/req")
+                    results["mcp"] = results["mcp_tools"]["read_message"]  # the shape runall.py reads
                 else:
                     results["mcp"] = mcp
                     say(f"  MCP: skipped ({(mcp or {}).get('skipped', 'no messages')})")
             results["rss_peak_mb"] = rss.peak
-            say(f"  server RSS: idle {fmt(idle_rss)} MB, peak under load {fmt(rss.peak)} MB")
+            results["pss_peak_mb"] = rss.pss_peak
+            say(f"  server memory: PSS peak {fmt(rss.pss_peak)} MB; RSS summed over processes idle {fmt(idle_rss)} MB, "
+                f"peak {fmt(rss.peak)} MB")
         finally:
             server.stop()
     common.save("api", results)

@@ -6,25 +6,20 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from litemx.service.base import event_row
 from litemx.storage.audit_writer import AuditWriteError, AuditWriter
 from litemx.storage.schema import audit_events
+from tests.support.audit_rows import audit_row
 
 JOIN_SECONDS = 60
 
 
 def _row(n: int, action: str | None = "message.read") -> dict[str, Any]:
-    row = event_row(at=datetime(2026, 5, 1, tzinfo=UTC), account_id="acc_writer", actor_type="token",
-                    actor_id="tok_1", actor_name="t", interface="api", action="x", resource_type="message",
-                    resource_id=f"msg_{n}", details={"n": n})
-    row["action"] = action
-    return row
+    return audit_row(n, action, "acc_writer")
 
 
 def _stored(services: Any) -> dict[str, str]:

@@ -55,12 +55,15 @@ class AuthService(ServiceBase):
             self._audit_auth_failure(None, None, interface, ip, user_agent, "missing token")
             raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
         prefix = secrets_.prefix_of(secret)
-        with self.db.read() as conn:
-            row = tokens_repo.token_by_prefix(conn, prefix) if prefix else None
-            account = tokens_repo.get_account(conn, row["account_id"]) if row else None
-        if row is None or account is None or not secrets_.matches(secret, row["secret_hash"]):
+        found = None
+        if prefix:
+            # Read on every request, never cached: a revocation or a disable applies at once.
+            with self.db.read() as conn:
+                found = tokens_repo.credential(conn, prefix)
+        if found is None or not secrets_.matches(secret, found[0]["secret_hash"]):
             self._audit_auth_failure(None, None, interface, ip, user_agent, "unknown token")
             raise Unauthorized("the token is not valid")
+        row, account = found
         caller = Caller(_principal(row, account), interface, ip, user_agent)
         self._check_usable(caller, row, account)
         return caller

@@ -3,7 +3,8 @@
 Mutations write their audit event with `audit(conn, ...)` inside their own transaction.
 Read-only operations read in `db.read()` (no write lock) and then call `audit_read(...)`,
 which returns once the event is committed by the group-committing AuditWriter
-(storage/audit_writer.py): still "every read is audited before the response is returned",
+(storage/audit_writer.py), or hands it to the `AuditWriter.run` the call runs in, which commits
+it before the request answers: still "every read is audited before the response is returned",
 without serialising the reads on the database's single writer.
 
 `@operation("mailboxes.create")` puts a method behind the operation table's scope rule and
@@ -131,7 +132,9 @@ class ServiceBase:
         """An event that is its request's only write: a read-only operation's, after its read and
         before its answer, or a failed call's (`_record_failure`).
 
-        Returns once the event is committed (group commit, see storage/audit_writer.py).
+        Returns once the event is committed (group commit, see storage/audit_writer.py) — or,
+        when the call runs inside `AuditWriter.run` (the read routes and MCP read tools on the
+        event loop), at once, the event held for `run` to commit before the request answers.
         Raises: AuditWriteError when it could not be committed; the request then fails.
         """
         self.infra.audit_writer.append(

@@ -87,6 +87,10 @@ def list_item(row: dict[str, Any]) -> dict[str, Any]:
 
 def fit(items: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     """The longest prefix of `items` whose JSON fits `budget` bytes (at least one item)."""
+    # Each item counts its JSON plus one byte, which adds up to the list's own JSON less one
+    # byte: when that fits (the usual page), every item does, and one encoding says so.
+    if json_size(items) - 1 <= budget:
+        return list(items)
     used, kept = 0, []
     for item in items:
         used += json_size(item) + 1
@@ -151,6 +155,11 @@ def attachment_item(message_id: str, row: dict[str, Any]) -> dict[str, Any]:
 
 def headers_view(headers: Sequence[Sequence[str]]) -> tuple[list[list[str]], bool]:
     """Header fields in order, values capped, the whole list capped; True when anything was cut."""
+    capped = [[name, value[:MAX_HEADER_VALUE]] for name, value in headers]
+    # The items' sizes add up to the list's JSON less its brackets and commas: when that fits
+    # (the usual message), one encoding answers for all of them.
+    if json_size(capped) - 1 - len(capped) <= MAX_HEADERS_BYTES:
+        return capped, any(len(value) > MAX_HEADER_VALUE for _, value in headers)
     kept: list[list[str]] = []
     used, cut = 0, False
     for name, value in headers:

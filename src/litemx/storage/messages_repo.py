@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import (ColumnElement, Connection, Integer, and_, bindparam, case, func, insert, or_, select, text,
+                        update)
 
 from litemx.storage.repo import by_column, many, one, row_dict
 from litemx.storage.schema import attachments, inbound_queue, messages, threads
@@ -94,25 +96,32 @@ def unindex_message(conn: Connection, seq: int) -> None:
     conn.execute(_SQLITE_UNINDEX if conn.dialect.name == "sqlite" else _PG_UNINDEX, {"seq": seq})
 
 
+# Read on every GET /api/messages/{id}: built once, so executing them hits the compiled cache.
+_MESSAGE_BY_ID = select(messages).where(messages.c.id == bindparam("b_id"))
+_ATTACHMENTS_OF = (select(attachments)
+                   .where(attachments.c.message_id == bindparam("b_id"), attachments.c.deleted_at.is_(None))
+                   .order_by(attachments.c.position))
+
+
 def message_by_id(conn: Connection, message_id: str) -> dict[str, Any] | None:
-    return by_column(conn, messages, "id", message_id)
+    row = conn.execute(_MESSAGE_BY_ID, {"b_id": message_id}).first()
+    return row_dict(row) if row is not None else None
 
 
 def attachments_of(conn: Connection, message_id: str) -> list[dict[str, Any]]:
-    stmt = (select(attachments).where(attachments.c.message_id == message_id, attachments.c.deleted_at.is_(None))
-            .order_by(attachments.c.position))
-    return many(conn, stmt)
+    return [row_dict(r) for r in conn.execute(_ATTACHMENTS_OF, {"b_id": message_id})]
 
 
 # --------------------------------------------------------------------------- read side (issue 3)
 # Every read takes a MessageScope and applies it INSIDE the query, so nothing outside the
 # caller's account and mailbox grants is ever fetched, counted or paginated over.
 
-# Columns a list item or search hit shows: never the bodies, headers or raw key (size, speed).
+# Columns a list item or search hit shows (message_views.list_item): never the bodies, headers
+# or raw key, nor Cc (a list item has none; each JSON column costs a decode per row).
 LIST_COLUMNS = (
     messages.c.seq, messages.c.id, messages.c.mailbox, messages.c.thread_id, messages.c.direction,
     messages.c.status, messages.c.subject, messages.c.from_name, messages.c.from_addr, messages.c.to_addrs,
-    messages.c.cc_addrs, messages.c.sent_at, messages.c.received_at, messages.c.size, messages.c.snippet,
+    messages.c.sent_at, messages.c.received_at, messages.c.size, messages.c.snippet,
     messages.c.has_attachments, messages.c.auth, messages.c.deleted_content_at,
 )
 
@@ -152,13 +161,53 @@ def scope_conditions(scope: MessageScope, *, within_thread: bool = False) -> lis
     return conds
 
 
+# The hot reads (lists, search) build their statement once per shape (which conditions apply)
+# with every value a required parameter: executed with `scope_params(...)` they skip building
+# and re-keying the statement per request. Same SQL as scope_conditions, so the same plans.
+ScopeShape = tuple[bool, bool, bool]
+
+
+def scope_shape(scope: MessageScope) -> ScopeShape:
+    return scope.mailboxes is not None, scope.status is not None, scope.include_quarantined
+
+
+def bound_scope_conditions(shape: ScopeShape) -> list[ColumnElement[bool]]:
+    """`scope_conditions` for a statement built once per shape; values come from `scope_params`."""
+    has_mailboxes, has_status, include_quarantined = shape
+    conds: list[ColumnElement[bool]] = [messages.c.account_id == bindparam("s_account")]
+    if has_mailboxes:
+        conds.append(messages.c.mailbox.in_(bindparam("s_mailboxes", expanding=True)))
+    if has_status:
+        conds.append(messages.c.status == bindparam("s_status"))
+    elif not include_quarantined:
+        conds.append(messages.c.status != "quarantined")
+    return conds
+
+
+def scope_params(scope: MessageScope) -> dict[str, Any]:
+    params: dict[str, Any] = {"s_account": scope.account_id}
+    if scope.mailboxes is not None:
+        params["s_mailboxes"] = sorted(scope.mailboxes)
+    if scope.status is not None:
+        params["s_status"] = scope.status
+    return params
+
+
+@functools.lru_cache(maxsize=32)
+def _list_statement(shape: ScopeShape, with_cursor: bool) -> Any:
+    conds = bound_scope_conditions(shape)
+    if with_cursor:
+        conds.append(messages.c.seq < bindparam("b_before"))
+    stmt = select(*LIST_COLUMNS).where(*conds).order_by(messages.c.seq.desc())
+    return stmt.limit(bindparam("b_limit", type_=Integer))
+
+
 def list_messages(conn: Connection, scope: MessageScope, limit: int, before_seq: int | None) -> list[dict[str, Any]]:
     """Newest first by seq; fetches `limit` rows (callers ask for one extra to detect more)."""
-    conds = scope_conditions(scope)
+    params = {**scope_params(scope), "b_limit": limit}
     if before_seq is not None:
-        conds.append(messages.c.seq < before_seq)
-    stmt = select(*LIST_COLUMNS).where(*conds).order_by(messages.c.seq.desc()).limit(limit)
-    return many(conn, stmt)
+        params["b_before"] = before_seq
+    return [row_dict(r) for r in conn.execute(_list_statement(scope_shape(scope), before_seq is not None), params)]
 
 
 def thread_by_id(conn: Connection, thread_id: str) -> dict[str, Any] | None:

@@ -28,16 +28,19 @@ a free word matches an address in the body or headers only as a whole address th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, String, bindparam, cast, func, literal_column, select, text
+from sqlalchemy import (ColumnElement, Connection, Integer, Select, String, bindparam, cast, func, literal_column,
+                        select, text)
 from sqlalchemy.sql import column, table
 
-from litemx.core.searchquery import Query, TsQueryPart, to_fts5, to_tsquery_parts
-from litemx.storage.messages_repo import LIST_COLUMNS, MessageScope, scope_conditions
-from litemx.storage.repo import many
+from litemx.core.searchquery import Query, to_fts5, to_tsquery_parts
+from litemx.storage.messages_repo import (LIST_COLUMNS, MessageScope, ScopeShape, bound_scope_conditions, scope_params,
+                                          scope_shape)
+from litemx.storage.repo import row_dict
 from litemx.storage.schema import messages
 
 HIT_START = "**"  # snippet highlight markers (Markdown bold: readable by people and agents)
@@ -70,30 +73,74 @@ def search(conn: Connection, scope: MessageScope, query: Query, limit: int, befo
     """Newest-first hits for `query` inside `scope`; `limit` rows at most.
 
     A query whose text is all punctuation (nothing either index can hold) finds nothing
-    rather than everything.
+    rather than everything. The statement is built once per shape (which conditions and text
+    parts it has, see `_statement`) and executed with this query's values as parameters.
     """
-    if conn.dialect.name == "sqlite":
-        stmt, order = _sqlite_statement(query)
-    else:
-        stmt, order = _postgres_statement(query), messages.c.seq
-    if stmt is None:
+    sqlite = conn.dialect.name == "sqlite"
+    texts = _texts(query, sqlite)
+    if texts is None:
         return SearchPage([], False)
-    conds = _common_conditions(scope, query)
-    if before_seq is not None:
-        conds.append(order < before_seq)
-    rows = many(conn, stmt.where(*conds).order_by(order.desc()).limit(limit + 1))
+    shape = _Shape(sqlite, scope_shape(scope), tuple((function, field) for function, field, _ in texts),
+                   query.has_attachment, query.after_datetime is not None, query.before_datetime is not None,
+                   before_seq is not None)
+    params = {**scope_params(scope), "b_limit": limit + 1, "q_after": query.after_datetime,
+              "q_before": query.before_datetime, "b_before": before_seq}
+    params.update({f"t{i}": value for i, (_, _, value) in enumerate(texts)})
+    rows = [row_dict(r) for r in conn.execute(_statement(shape), params)]
     return SearchPage(rows[:limit], len(rows) > limit)
 
 
-def _common_conditions(scope: MessageScope, query: Query) -> list[ColumnElement[bool]]:
+@dataclass(frozen=True)
+class _Shape:
+    """What a search statement is made of; its values are parameters."""
+
+    sqlite: bool
+    scope: ScopeShape
+    texts: tuple[tuple[str, str], ...]  # SQLite: (("match", "")) or (); PostgreSQL: (function, field) per part
+    has_attachment: bool
+    after: bool
+    before: bool
+    cursor: bool
+
+
+def _texts(query: Query, sqlite: bool) -> list[tuple[str, str, str]] | None:
+    """The text parameters (function, field, value) the statement binds as t0, t1...; None when
+    the query names text and none of it is indexable (the query finds nothing)."""
+    if sqlite:
+        match = to_fts5(query)
+        if match is not None:
+            return [("match", "", match)]
+    else:
+        parts = to_tsquery_parts(query)
+        if parts:
+            return [(part.function, part.field, part.text) for part in parts]
+    return None if has_text(query) else []
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(shape: _Shape) -> Select[Any]:
+    if not shape.texts:
+        stmt, order = _plain_statement(), messages.c.seq
+    elif shape.sqlite:
+        stmt, order = _sqlite_statement(), _SQLITE_FTS.c.rowid
+    else:
+        stmt, order = _postgres_statement(shape.texts), messages.c.seq
+    conds = _common_conditions(shape)
+    if shape.cursor:
+        conds.append(order < bindparam("b_before"))
+    return stmt.where(*conds).order_by(order.desc()).limit(bindparam("b_limit", type_=Integer))
+
+
+def _common_conditions(shape: _Shape) -> list[ColumnElement[bool]]:
     """Scope, retention and the non-text operators (has:, after:, before:) as SQL."""
-    conds = [*scope_conditions(scope), messages.c.deleted_content_at.is_(None), messages.c.raw_key.is_not(None)]
-    if query.has_attachment:
+    conds = [*bound_scope_conditions(shape.scope), messages.c.deleted_content_at.is_(None),
+             messages.c.raw_key.is_not(None)]
+    if shape.has_attachment:
         conds.append(messages.c.has_attachments.is_(True))
-    if query.after_datetime is not None:
-        conds.append(messages.c.received_at >= query.after_datetime)
-    if query.before_datetime is not None:
-        conds.append(messages.c.received_at < query.before_datetime)
+    if shape.after:
+        conds.append(messages.c.received_at >= bindparam("q_after"))
+    if shape.before:
+        conds.append(messages.c.received_at < bindparam("q_before"))
     return conds
 
 
@@ -104,36 +151,29 @@ def _plain_statement() -> Select[Any]:
 # --------------------------------------------------------------------------- SQLite FTS5
 
 
-def _sqlite_statement(query: Query) -> tuple[Select[Any] | None, ColumnElement[Any]]:
-    """The statement and the column that orders it (and carries the cursor): the FTS rowid
-    when words are matched (== messages.seq, see the module doc), else messages.seq."""
-    match = to_fts5(query)
-    if match is None:
-        return (None if has_text(query) else _plain_statement()), messages.c.seq
-    stmt = (select(*LIST_COLUMNS, _SNIPPET.label("hit_snippet"))
+def _sqlite_statement() -> Select[Any]:
+    """Ordered (and its cursor bound) on the FTS rowid, == messages.seq (see the module doc)."""
+    return (select(*LIST_COLUMNS, _SNIPPET.label("hit_snippet"))
             .select_from(messages.join(_SQLITE_FTS, _SQLITE_FTS.c.rowid == messages.c.seq))
-            .where(text("message_fts MATCH :match").bindparams(bindparam("match", match, type_=String))))
-    return stmt, _SQLITE_FTS.c.rowid
+            .where(text("message_fts MATCH :t0").bindparams(bindparam("t0", type_=String))))
 
 
 # --------------------------------------------------------------------------- PostgreSQL tsvector
 
 
-def _postgres_statement(query: Query) -> Select[Any] | None:
-    parts = to_tsquery_parts(query)
-    if not parts:
-        return None if has_text(query) else _plain_statement()
-    tsqueries = [_tsquery(part, f"t{i}") for i, part in enumerate(parts)]
+def _postgres_statement(texts: tuple[tuple[str, str], ...]) -> Select[Any]:
+    tsqueries = [_tsquery(function, f"t{i}") for i, (function, _) in enumerate(texts)]
     headline = func.ts_headline(_CONFIG, func.left(func.coalesce(messages.c.text_body, ""), HEADLINE_SOURCE_CHARS),
                                 _and_all(tsqueries), _HEADLINE_OPTIONS)
     stmt = (select(*LIST_COLUMNS, headline.label("hit_snippet"))
             .select_from(messages.join(_PG_FTS, _PG_FTS.c.seq == messages.c.seq)))
-    return stmt.where(*[_pg_condition(part, tsq, f"t{i}") for i, (part, tsq) in enumerate(zip(parts, tsqueries, strict=True))])
+    return stmt.where(*[_pg_condition(field, tsq, f"t{i}") for i, ((_, field), tsq) in enumerate(zip(texts, tsqueries,
+                                                                                                    strict=True))])
 
 
-def _tsquery(part: TsQueryPart, name: str) -> ColumnElement[Any]:
+def _tsquery(function: str, name: str) -> ColumnElement[Any]:
     """`plainto_tsquery('simple', :tN)`; the function comes from our table, never from input."""
-    return _TS_FUNCTIONS[part.function](_CONFIG, bindparam(name, part.text, type_=String))
+    return _TS_FUNCTIONS[function](_CONFIG, bindparam(name, type_=String))
 
 
 def _and_all(tsqueries: list[ColumnElement[Any]]) -> ColumnElement[Any]:
@@ -143,14 +183,14 @@ def _and_all(tsqueries: list[ColumnElement[Any]]) -> ColumnElement[Any]:
     return combined
 
 
-def _pg_condition(part: TsQueryPart, tsq: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+def _pg_condition(field: str, tsq: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     doc = _PG_FTS.c.doc
-    if part.field == "any":
+    if field == "any":
         return doc.op("@@")(tsq)
-    if part.field == "subject":
+    if field == "subject":
         # The indexed test narrows with the GIN index; ts_filter keeps only subject (weight A) hits.
         return doc.op("@@")(tsq) & func.ts_filter(doc, literal_column("'{a}'::\"char\"[]")).op("@@")(tsq)
-    return _address_words(part.field).op("@@")(_address_query(part, name))
+    return _address_words(field).op("@@")(_address_query(name))
 
 
 def _address_words(field: str) -> ColumnElement[Any]:
@@ -162,7 +202,7 @@ def _address_words(field: str) -> ColumnElement[Any]:
     return func.to_tsvector(_CONFIG, func.regexp_replace(source, "[^[:alnum:]]+", " ", "g"))
 
 
-def _address_query(part: TsQueryPart, name: str) -> ColumnElement[Any]:
+def _address_query(name: str) -> ColumnElement[Any]:
     """The value's words as a phrase, split the same way as `_address_words`."""
-    value = func.regexp_replace(bindparam(f"{name}a", part.text, type_=String), "[^[:alnum:]]+", " ", "g")
+    value = func.regexp_replace(bindparam(name, type_=String), "[^[:alnum:]]+", " ", "g")
     return func.phraseto_tsquery(_CONFIG, value)

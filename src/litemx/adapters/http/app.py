@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -47,6 +50,7 @@ def create_app(services: Services) -> FastAPI:
         if not op.live and op.path is not None and op.method is not None:
             _add_planned(app, op)
     mount_mcp(app, services)
+    app.router.lifespan_context = _freezing_startup_heap(app.router.lifespan_context)
     _describe_openapi_route(app)
     inbound = int(services.infra.settings.max_message_bytes * 1.5)
     # Drafts and sends carry base64 attachments: a message of max_message_bytes is about that
@@ -56,6 +60,31 @@ def create_app(services: Services) -> FastAPI:
                        overrides={"/api/inbound/simulate": inbound, "/api/inbound/ses": inbound,
                                   "/api/drafts": outbound, "/api/drafts/{id}": outbound, "/api/send": outbound})
     return app
+
+
+_heap_frozen = False
+
+
+def _freezing_startup_heap(previous: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Move what exists once the app has started (modules, services, the app, its routes: about
+    a million objects) out of the cyclic garbage collector's reach, once per process.
+
+    Under concurrent load every young collection promotes the objects of the requests in flight,
+    so full collections come every second or two; each one scanned the whole startup heap, a
+    ~100 ms pause of the event loop (the p99 of every route). With the startup heap frozen a
+    full collection scans only what was allocated since, and takes about a millisecond.
+    """
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        global _heap_frozen
+        async with previous(app) as state:
+            if not _heap_frozen:
+                _heap_frozen = True
+                gc.collect()
+                gc.freeze()
+            yield state
+
+    return lifespan
 
 
 def _add_planned(app: FastAPI, op: Operation) -> None:

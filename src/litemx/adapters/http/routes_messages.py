@@ -1,7 +1,9 @@
 """REST routes for reading mail (SPEC §3 "Messages and threads") and the simulate inbound route.
 
 Each handler is one service call. `/api/messages/search` is declared before
-`/api/messages/{id}` so the literal path wins.
+`/api/messages/{id}` so the literal path wins. The read routes are async and call their
+service method through `deps.answer` (on the event loop, no thread hop; see deps.py);
+`response_model` keeps their OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import base64
 import binascii
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from litemx.adapters.http.deps import CallerDep, ServicesDep
+from litemx.adapters.http.deps import CallerDep, ServicesDep, answer
 from litemx.adapters.http.models import InboundSimulate
 from litemx.errors import invalid_field
 
@@ -25,32 +27,35 @@ MailboxFilter = Query(None, description="Only this mailbox (404 when it is not v
 Quarantined = Query(False, description="Also show quarantined messages (DMARC reject); hidden by default.")
 
 
-@router.get("/api/messages", tags=[TAG])
-def list_messages(svc: ServicesDep, caller: CallerDep, mailbox: str | None = MailboxFilter,
-                  status: str | None = Query(None, description="received | quarantined | queued | sent | failed"),
-                  include_quarantined: bool = Quarantined, limit: int | None = Limit,
-                  cursor: str | None = Cursor) -> Json:
+@router.get("/api/messages", tags=[TAG], response_model=Json)
+async def list_messages(request: Request, caller: CallerDep, mailbox: str | None = MailboxFilter,
+                        status: str | None = Query(None, description="received | quarantined | queued | sent | failed"),
+                        include_quarantined: bool = Quarantined, limit: int | None = Limit,
+                        cursor: str | None = Cursor) -> Response:
     """Messages newest first: sender, subject, snippet and SPF/DKIM/DMARC verdicts (no bodies)."""
-    return svc.messages.list_messages(caller, mailbox, status, include_quarantined, limit, cursor)
+    return await answer(request, lambda svc: svc.messages.list_messages(caller, mailbox, status,
+                                                                        include_quarantined, limit, cursor))
 
 
-@router.get("/api/messages/search", tags=[TAG])
-def search_messages(svc: ServicesDep, caller: CallerDep,
-                    q: str = Query(description='Words, "phrases", from: to: subject: has:attachment '
-                                               "after:YYYY-MM-DD before:YYYY-MM-DD (all ANDed)."),
-                    mailbox: str | None = MailboxFilter, include_quarantined: bool = Quarantined,
-                    limit: int | None = Limit, cursor: str | None = Cursor) -> Json:
+@router.get("/api/messages/search", tags=[TAG], response_model=Json)
+async def search_messages(request: Request, caller: CallerDep,
+                          q: str = Query(description='Words, "phrases", from: to: subject: has:attachment '
+                                                     "after:YYYY-MM-DD before:YYYY-MM-DD (all ANDed)."),
+                          mailbox: str | None = MailboxFilter, include_quarantined: bool = Quarantined,
+                          limit: int | None = Limit, cursor: str | None = Cursor) -> Response:
     """Newest first; `snippet` marks the matched words with **."""
-    return svc.messages.search(caller, q, mailbox, include_quarantined, limit, cursor)
+    return await answer(request, lambda svc: svc.messages.search(caller, q, mailbox, include_quarantined, limit,
+                                                                 cursor))
 
 
-@router.get("/api/messages/{id}", tags=[TAG])
-def read_message(svc: ServicesDep, caller: CallerDep, id: str,  # noqa: A002 - SPEC's path name
-                 offset: int = Query(0, ge=0, description="First character of the body window."),
-                 max_chars: int | None = Query(None, ge=1, le=60000,
-                                               description="Body window size in characters (default 20000).")) -> Json:
+@router.get("/api/messages/{id}", tags=[TAG], response_model=Json)
+async def read_message(request: Request, caller: CallerDep, id: str,  # noqa: A002 - SPEC's path name
+                       offset: int = Query(0, ge=0, description="First character of the body window."),
+                       max_chars: int | None = Query(None, ge=1, le=60000,
+                                                     description="Body window size in characters (default 20000).")
+                       ) -> Response:
     """One message: headers, verdicts, signals, attachments, text and sanitised HTML windows."""
-    return svc.messages.read_message(caller, id, offset, max_chars)
+    return await answer(request, lambda svc: svc.messages.read_message(caller, id, offset, max_chars))
 
 
 @router.get("/api/messages/{id}/attachments/{attachment_id}", tags=[TAG],
@@ -64,23 +69,25 @@ def download_attachment(svc: ServicesDep, caller: CallerDep, id: str,  # noqa: A
     return Response(content.data, headers={**content.headers, "Content-Type": content.content_type})
 
 
-@router.get("/api/threads", tags=[TAG])
-def list_threads(svc: ServicesDep, caller: CallerDep, mailbox: str | None = MailboxFilter,
-                 include_quarantined: bool = Quarantined, limit: int | None = Limit,
-                 cursor: str | None = Cursor) -> Json:
+@router.get("/api/threads", tags=[TAG], response_model=Json)
+async def list_threads(request: Request, caller: CallerDep, mailbox: str | None = MailboxFilter,
+                       include_quarantined: bool = Quarantined, limit: int | None = Limit,
+                       cursor: str | None = Cursor) -> Response:
     """Conversations, newest activity first, each with its latest message's sender and snippet."""
-    return svc.messages.list_threads(caller, mailbox, include_quarantined, limit, cursor)
+    return await answer(request, lambda svc: svc.messages.list_threads(caller, mailbox, include_quarantined, limit,
+                                                                       cursor))
 
 
-@router.get("/api/threads/{id}", tags=[TAG])
-def read_thread(svc: ServicesDep, caller: CallerDep, id: str,  # noqa: A002 - SPEC's path name
-                include_quarantined: bool = Quarantined,
-                max_chars: int | None = Query(None, ge=1, le=60000,
-                                              description="Body characters per message (default 4000)."),
-                limit: int | None = Query(None, ge=1, le=50, description="Messages per page (1-50, default 20)."),
-                cursor: str | None = Cursor) -> Json:
+@router.get("/api/threads/{id}", tags=[TAG], response_model=Json)
+async def read_thread(request: Request, caller: CallerDep, id: str,  # noqa: A002 - SPEC's path name
+                      include_quarantined: bool = Quarantined,
+                      max_chars: int | None = Query(None, ge=1, le=60000,
+                                                    description="Body characters per message (default 4000)."),
+                      limit: int | None = Query(None, ge=1, le=50, description="Messages per page (1-50, default 20)."),
+                      cursor: str | None = Cursor) -> Response:
     """A thread's messages oldest first, bodies cut to size; read on with next_cursor / next_offset."""
-    return svc.messages.read_thread(caller, id, include_quarantined, max_chars, limit, cursor)
+    return await answer(request, lambda svc: svc.messages.read_thread(caller, id, include_quarantined, max_chars,
+                                                                      limit, cursor))
 
 
 @router.post("/api/inbound/simulate", tags=["Inbound"])

@@ -13,10 +13,10 @@ Host. The SDK's session manager runs once per app instance, inside the app's lif
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio.to_thread
 from fastapi import FastAPI
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -73,7 +73,8 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
-            caller = await anyio.to_thread.run_sync(self._admit, request)
+            # Authentication is short: no thread hop on SQLite (see AuditWriter.run).
+            caller = await self.services.infra.audit_writer.run(functools.partial(self._admit, request))
         except LitemxError as error:
             await _refusal(error)(scope, receive, send)
             return
@@ -98,8 +99,9 @@ class McpEndpoint:
 def mount(app: FastAPI, services: Services) -> McpEndpoint:
     """Route `/mcp` to a fresh endpoint, run it in the app's lifespan, describe it in OpenAPI."""
     endpoint = McpEndpoint(services)
-    # A raw ASGI endpoint (not a request handler): the SDK writes the response itself.
-    app.router.routes.append(Route(PATH, endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False))
+    # A raw ASGI endpoint (not a request handler): the SDK writes the response itself. First in
+    # the table: no other route matches /mcp, and an MCP call then skips matching all the others.
+    app.router.routes.insert(0, Route(PATH, endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False))
     app.router.lifespan_context = _with_endpoint(app.router.lifespan_context, endpoint)
     app.openapi = _describing(app.openapi)  # type: ignore[method-assign]
     return endpoint

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, CallToolResult
@@ -101,4 +100,4 @@ class AuditMiddleware:
 
     async def _audit(self, caller: Caller, method: str, tool: str | None, problem: str | None) -> None:
         record = functools.partial(self.services.system.mcp_request, caller, method, tool, problem)
-        await anyio.to_thread.run_sync(record)
+        await self.services.infra.audit_writer.run(record)

@@ -82,16 +82,24 @@ class Toolbox:
         self.services = services
         self.caller_of = caller_of
 
-    async def run(self, ctx: Context, tool: str, produce: Produce, limit: int | None = None) -> CallToolResult:
+    async def run(self, ctx: Context, tool: str, produce: Produce, limit: int | None = None, *,
+                  read_only: bool = False) -> CallToolResult:
         """The one top-level tool guard: service errors become curated tool errors, anything
         unexpected a generic one (logged here with its trace, never shown to the model).
+
+        A read-only tool is a few indexed reads: it runs through `AuditWriter.run` (no thread
+        hop on SQLite; its audit event committed before the answer). The others may wait for
+        the write lock, sign or send: they run in a worker thread.
 
         Raises: nothing; every failure becomes an isError tool result.
         """
         mark_tool_ran()
         try:
-            caller = self.caller_of(ctx.request_context.request)
-            return await anyio.to_thread.run_sync(functools.partial(_sized, tool, caller, produce, limit))
+            request = ctx.request_context.request
+            work = functools.partial(_sized, tool, lambda: self.caller_of(request), produce, limit)
+            if read_only:
+                return await self.services.infra.audit_writer.run(work)
+            return await anyio.to_thread.run_sync(work)
         except LitemxError as error:
             return error_result(error, tool)
         except Exception:  # noqa: BLE001 - the one top-level tool guard (ARCHITECTURE "Style")
@@ -111,7 +119,7 @@ class Toolbox:
             page = self.services.directory.list_mailboxes(caller, size, cursor)
             return {"mailboxes": [views.mailbox(m) for m in page["items"]], "next_cursor": page["next_cursor"]}
 
-        return await self.run(ctx, "list_mailboxes", produce, limit)
+        return await self.run(ctx, "list_mailboxes", produce, limit, read_only=True)
 
     async def search_messages(
         self, ctx: Context,
@@ -131,7 +139,7 @@ class Toolbox:
             return _with_fence(fence, {"results": [views.message_brief(i, fence) for i in page["items"]],
                                        "next_cursor": page["next_cursor"]})
 
-        return await self.run(ctx, "search_messages", produce, limit)
+        return await self.run(ctx, "search_messages", produce, limit, read_only=True)
 
     async def list_threads(
         self, ctx: Context,
@@ -147,7 +155,7 @@ class Toolbox:
             return _with_fence(fence, {"threads": [views.thread_summary(t, fence) for t in page["items"]],
                                        "next_cursor": page["next_cursor"]})
 
-        return await self.run(ctx, "list_threads", produce, limit)
+        return await self.run(ctx, "list_threads", produce, limit, read_only=True)
 
     async def read_thread(
         self, ctx: Context,
@@ -167,7 +175,7 @@ class Toolbox:
                                                       max_chars_per_message, size, cursor)
             return _with_fence(fence, views.thread_page(view, fence, trim_quotes))
 
-        return await self.run(ctx, "read_thread", produce, limit)
+        return await self.run(ctx, "read_thread", produce, limit, read_only=True)
 
     async def read_message(
         self, ctx: Context,
@@ -183,7 +191,7 @@ class Toolbox:
             view = self.services.messages.read_message(caller, message_id, offset, max_chars)
             return _with_fence(fence, {"message": views.message_full(view, fence, trim_quotes)})
 
-        return await self.run(ctx, "read_message", produce)
+        return await self.run(ctx, "read_message", produce, read_only=True)
 
     # -- drafts and sending ----------------------------------------------------------------
     async def create_draft(
@@ -247,7 +255,7 @@ class Toolbox:
         def produce(caller: Caller, fence: Fence, size: int | None) -> Payload:
             return self.services.system.agent_instructions(caller)
 
-        return await self.run(ctx, "get_agent_instructions", produce)
+        return await self.run(ctx, "get_agent_instructions", produce, read_only=True)
 
 
 # Title and behaviour hints per tool; the names themselves come from the operation table.
@@ -276,12 +284,14 @@ def build_server(services: Services, caller_of: CallerSource) -> MCPServer[Any]:
     return server
 
 
-def _sized(tool: str, caller: Caller, produce: Produce, limit: int | None) -> CallToolResult:
-    """Produce the payload and fit it under the cap; a page that cannot fit even with empty
-    bodies is asked again at half the size (the service then issues the right cursor).
+def _sized(tool: str, caller_of: Callable[[], Caller], produce: Produce, limit: int | None) -> CallToolResult:
+    """Authenticate, produce the payload and fit it under the cap; a page that cannot fit even
+    with empty bodies is asked again at half the size (the service then issues the right cursor).
 
-    Raises: whatever the service raises; PayloadTooLarge when one item alone is over the cap.
+    Raises: whatever authentication or the service raises; PayloadTooLarge when one item alone
+    is over the cap.
     """
+    caller = caller_of()
     fence = Fence.new()
     while True:
         result = fit(produce(caller, fence, limit), fence)

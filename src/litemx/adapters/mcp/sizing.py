@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic_core
 from mcp_types import CallToolResult, TextContent
 
 from litemx.adapters.mcp.fence import Fence
@@ -77,14 +76,18 @@ def render(tree: Any, fence: Fence) -> Any:
     return tree
 
 
-def windows(tree: Any) -> list[BodyWindow]:
+def windows(tree: Any, found: list[BodyWindow] | None = None) -> list[BodyWindow]:
+    """The body windows of the payload tree, in order."""
+    found = [] if found is None else found
     if isinstance(tree, BodyWindow):
-        return [tree]
-    if isinstance(tree, dict):
-        return [w for v in tree.values() for w in windows(v)]
-    if isinstance(tree, list):
-        return [w for v in tree for w in windows(v)]
-    return []
+        found.append(tree)
+    elif isinstance(tree, dict):
+        for value in tree.values():
+            windows(value, found)
+    elif isinstance(tree, list):
+        for value in tree:
+            windows(value, found)
+    return found
 
 
 def as_result(payload: dict[str, Any], *, is_error: bool = False) -> CallToolResult:
@@ -96,25 +99,25 @@ def as_result(payload: dict[str, Any], *, is_error: bool = False) -> CallToolRes
 
 def result_bytes(result: CallToolResult) -> int:
     """Bytes of the result as it goes on the wire (UTF-8 JSON)."""
-    return len(pydantic_core.to_json(result.model_dump(by_alias=True, mode="json", exclude_none=True)))
+    return len(result.model_dump_json(by_alias=True, exclude_none=True))
 
 
 def fit(tree: dict[str, Any], fence: Fence) -> CallToolResult | None:
     """The result under the cap, bodies cut as needed; None when no body budget is small enough."""
-    result, size = _build(tree, fence)
     bodies = windows(tree)
+    result, size = _build(tree, fence, bodies)
     budget = max((w.shown_chars() for w in bodies), default=0)
     while size > TARGET_BYTES and bodies and budget > 0:
         budget = int(budget * min(SHRINK_FLOOR, TARGET_BYTES / size))
         for w in bodies:
             w.budget = budget
-        result, size = _build(tree, fence)
+        result, size = _build(tree, fence, bodies)
     return result if size <= TARGET_BYTES else None
 
 
-def _build(tree: dict[str, Any], fence: Fence) -> tuple[CallToolResult, int]:
+def _build(tree: dict[str, Any], fence: Fence, bodies: list[BodyWindow]) -> tuple[CallToolResult, int]:
     payload = render(tree, fence)
-    if any(w.cut_for_size() for w in windows(tree)):
+    if any(w.cut_for_size() for w in bodies):
         payload["size_note"] = SIZE_NOTE
     result = as_result(payload)
     return result, result_bytes(result)
