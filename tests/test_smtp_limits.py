@@ -3,6 +3,7 @@ floods, recipients, size, memory and hang-ups — and keeps serving everyone els
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import tracemalloc
 from typing import Any
@@ -149,14 +150,14 @@ def test_stopping_the_listener_tells_an_idle_session_421_4_3_2(services, hosted)
 
 def test_stopping_the_listener_lets_a_message_being_stored_get_its_250_first(services, hosted, monkeypatch):
     storing, release = threading.Event(), threading.Event()
-    accept = services.inbound.accept
+    accept = services.inbound.accept_async  # what the MX awaits for a small message
 
-    def slow_accept(*args: Any, **kwargs: Any) -> int:
+    async def slow_accept(*args: Any, **kwargs: Any) -> int:
         storing.set()
-        assert release.wait(10)
-        return accept(*args, **kwargs)
+        assert await asyncio.to_thread(release.wait, 10)
+        return await accept(*args, **kwargs)
 
-    monkeypatch.setattr(services.inbound, "accept", slow_accept)
+    monkeypatch.setattr(services.inbound, "accept_async", slow_accept)
     with live_mx(services, worker=False) as mx, RawSmtp(mx.host, mx.port) as raw:
         _open_transaction(raw)
         raw.command(b"DATA")

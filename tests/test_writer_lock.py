@@ -5,9 +5,11 @@ before a waiting background one (inbound processing)."""
 from __future__ import annotations
 
 import multiprocessing
+import struct
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from litemx.storage.db import Database
@@ -99,3 +101,54 @@ def test_a_waiting_foreground_writer_goes_before_a_waiting_background_writer(tmp
         p.join(60)
         assert p.exitcode == 0
     assert Path(log).read_text().split() == ["first", "foreground", "background"]
+
+
+class _FakeTime:
+    """time.monotonic/time.sleep for WriterLock: sleeping advances the clock, and each sleep
+    may see a foreground writer take the lock again (`busy_until`)."""
+
+    def __init__(self, lock: Any, start: float):
+        self.now, self.lock, self.slept, self.busy_until = start, lock, [], start
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.now < self.busy_until:  # a burst goes on: another accept just committed
+            self.lock.pulse[:8] = struct.pack("d", self.now)
+
+
+def _writer_lock(tmp_path: Path, monkeypatch: Any) -> tuple[Any, _FakeTime]:
+    from litemx.storage import db as db_module
+
+    lock = db_module.WriterLock(tmp_path / "q.db")
+    fake = _FakeTime(lock, 1000.0)
+    monkeypatch.setattr(db_module, "time", fake)
+    return lock, fake
+
+
+def test_a_background_writer_waits_for_a_pause_in_foreground_writes(tmp_path, monkeypatch):
+    lock, fake = _writer_lock(tmp_path, monkeypatch)
+    with lock.hold():  # a foreground writer (an accept) just committed
+        pass
+    with lock.hold(background=True):
+        pass
+    assert fake.slept == [lock.QUIET_SECONDS]
+
+
+def test_a_background_writer_is_not_held_back_when_all_is_quiet_or_for_ever(tmp_path, monkeypatch):
+    lock, fake = _writer_lock(tmp_path, monkeypatch)
+    with lock.hold():
+        pass
+    fake.now += 1.0  # nothing written for a second
+    with lock.hold(background=True):
+        pass
+    assert fake.slept == []
+    fake.busy_until = fake.now + 60.0  # a flood: foreground writes never pause
+    with lock.hold():
+        pass
+    with lock.hold(background=True):
+        pass
+    assert sum(fake.slept) == pytest.approx(lock.DEFER_SECONDS)

@@ -41,7 +41,7 @@ from litemx.settings import Settings
 
 log = logging.getLogger("litemx")
 
-WORKER_NICE = 10  # background processes yield the CPU to the listeners under load
+WORKER_NICE = 19  # background processes yield the CPU to the listeners under load
 STOP_SECONDS = 30.0  # a child's clean shutdown (MX grace 10 s + in-flight requests) before SIGKILL
 RESTARTS_PER_MINUTE = 5  # more than this and the supervisor gives up instead of crash-looping
 LISTEN_BACKLOG = 1024  # connections the kernel queues for the listeners while all are busy

@@ -366,9 +366,11 @@ class MxHandler:
             protocol=trace_protocol(session.extended_smtp, envelope.smtp_utf8, session.ssl is not None),
             txid=txid, recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
             at=self.inbound.clock.now()), eol_of(raw))
-        queue_id = await self._run(self.inbound.accept, trace + raw, reverse_path(envelope.mail_from),
-                                   list(cast(MxEnvelope, envelope).routes), client_ip=peer_ip(session),
-                                   helo=session.host_name, source="smtp")
+        message = trace + raw
+        store = (self.inbound.accept_async if self.inbound.accepts_on_loop(message)
+                 else partial(self._run, self.inbound.accept))  # a large one is fsynced into the blob store first
+        queue_id = await store(message, reverse_path(envelope.mail_from), list(cast(MxEnvelope, envelope).routes),
+                               client_ip=peer_ip(session), helo=session.host_name, source="smtp")
         log.info("accepted %s as queue %s: %d bytes for %d recipient(s) from %s", txid, queue_id, len(raw),
                  len(envelope.rcpt_tos), peer_ip(session))
         return f"250 2.0.0 OK id={txid} queued as {queue_id}"

@@ -8,9 +8,12 @@ BEGIN IMMEDIATE so two writers serialise at BEGIN instead of failing at COMMIT.
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import sqlite3
+import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,6 +123,8 @@ class WriterLock:
     """
 
     WAIT_SECONDS = 30.0
+    QUIET_SECONDS = 0.005  # a background writer waits for this long a pause in foreground writes ...
+    DEFER_SECONDS = 0.25  # ... but never longer than this per transaction, so processing always moves
 
     def __init__(self, path: Path):
         self.database = path
@@ -127,10 +132,13 @@ class WriterLock:
         self.local = threading.RLock()
         self.depth = 0
         self.fds: tuple[int, int] | None = None
+        self.pulse: mmap.mmap | None = None
         self.pid = 0
 
     @contextmanager
     def hold(self, background: bool = False) -> Iterator[None]:
+        if background:
+            self._wait_for_quiet()  # before the local lock: this process's own accepts go on meanwhile
         if not self.local.acquire(timeout=self.WAIT_SECONDS):
             raise OperationalError("BEGIN IMMEDIATE", {}, TimeoutError("database writer lock wait timed out"))
         try:
@@ -145,6 +153,24 @@ class WriterLock:
                     self._release()
         finally:
             self.local.release()
+
+    def _wait_for_quiet(self) -> None:
+        """Defer a background transaction while foreground writers are busy: until none has
+        taken the lock for QUIET_SECONDS, at most DEFER_SECONDS. Between the arrivals of a burst
+        of mail the writer lock is free for a moment, and a background transaction taken then
+        makes the next accepts wait for it; at a steady, lighter rate the gaps are long enough."""
+        deadline = time.monotonic() + self.DEFER_SECONDS
+        while True:
+            now = time.monotonic()
+            wait = self.QUIET_SECONDS - (now - self._last_foreground())
+            if not 1e-4 < wait <= self.QUIET_SECONDS or now >= deadline:
+                return  # quiet (to within 0.1 ms), a clock from before a reboot, or waited enough
+            time.sleep(min(wait, deadline - now))
+
+    def _last_foreground(self) -> float:
+        self._fds()
+        assert self.pulse is not None
+        return float(struct.unpack("d", self.pulse[:8])[0])
 
     def _take(self, background: bool) -> None:
         writer, queue = self._fds()
@@ -161,6 +187,8 @@ class WriterLock:
         except BaseException:
             fcntl.flock(queue, fcntl.LOCK_UN)
             raise
+        assert self.pulse is not None
+        self.pulse[:8] = struct.pack("d", time.monotonic())  # CLOCK_MONOTONIC: one clock for all processes
 
     def _release(self) -> None:
         writer, queue = self._fds()
@@ -171,6 +199,10 @@ class WriterLock:
         if self.fds is None or self.pid != os.getpid():
             self.fds = (os.open(self.paths[0], os.O_RDWR | os.O_CREAT, 0o600),
                         os.open(self.paths[1], os.O_RDWR | os.O_CREAT, 0o600))
+            if os.fstat(self.fds[1]).st_size < 8:
+                os.ftruncate(self.fds[1], 8)
+            # The queue file's 8 bytes: when a foreground writer last took the lock (shared memory).
+            self.pulse = mmap.mmap(self.fds[1], 8)
             self.pid = os.getpid()
         return self.fds
 
