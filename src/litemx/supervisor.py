@@ -249,8 +249,9 @@ async def _run_worker(shared: Shared, index: int) -> None:
         scheduled = index == 0
         workers = start_workers(shared.settings, services, scheduled=scheduled)
         loop = asyncio.get_running_loop()
-        shared.inbound.listen(loop, lambda: _call(services.inbound.on_accept))
-        if scheduled:
+        if shared.settings.inbound_worker:
+            shared.inbound.listen(loop, lambda: _call(services.inbound.on_accept))
+        if scheduled and shared.settings.outbound_worker:
             shared.outbound.listen(loop, lambda: _call(_outbound_wake(services)))
         await stop.wait()
         await stop_workers(workers)

@@ -35,6 +35,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from email.utils import format_datetime
 from functools import partial
 from typing import Any, cast
@@ -201,6 +203,22 @@ class MxSMTP(SMTP):
 
     def _create_envelope(self) -> MxEnvelope:
         return MxEnvelope()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's path parsing (the same email._header_value_parser calls and limits)
+        without the typing.Protocol class it defines on every MAIL and RCPT: ~3 % of an MX
+        process's CPU under load. Returns (None, None) for a path that does not parse."""
+        if not arg:
+            return "", ""
+        parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+        try:
+            address, rest = parse(arg)
+        except HeaderParseError:
+            return None, None
+        addr = str(address.addr_spec)
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         if self.transport is None or self.transport.is_closing():
