@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from litemx.app import Services
+from litemx.errors import InvalidRequest
 from litemx.settings import Settings
 from litemx.supervisor import ProcessPlan
 from tests.support.live import wait_for
@@ -54,6 +55,13 @@ def test_the_plan_follows_the_settings_and_the_cpus():
     assert ProcessPlan.for_settings(Settings(), 4) == ProcessPlan(4, 4)
     assert ProcessPlan.for_settings(Settings(), 64) == ProcessPlan(8, 8)
     assert ProcessPlan.for_settings(Settings(processes=3, worker_processes=1), 2) == ProcessPlan(3, 1)
+
+
+@pytest.mark.parametrize("name", ["LITEMX_PROCESSES", "LITEMX_WORKER_PROCESSES"])
+def test_a_negative_process_count_is_refused_before_anything_starts(name):
+    with pytest.raises(InvalidRequest) as refused:
+        Settings.load({name: "-1"})
+    assert refused.value.details["field"] == name.removeprefix("LITEMX_").lower()
 
 
 def test_mail_accepted_by_any_front_process_is_delivered_by_the_worker_and_sigterm_stops_all(services, serve):

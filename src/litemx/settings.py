@@ -110,6 +110,9 @@ class Settings:
                 values[key] = _coerce(key, _field_type(cls, key), value)
         settings = cls(**values)
         settings.http_host_port, settings.smtp_host_port  # validate early
+        for name in ("processes", "worker_processes"):
+            if getattr(settings, name) < 0:
+                raise InvalidRequest(f"setting {name} must be 0 (one per CPU) or more", {"field": name})
         return settings
 
     def with_(self, **changes: Any) -> Settings:

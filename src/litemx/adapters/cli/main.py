@@ -48,12 +48,17 @@ def serve(
     blob_url: Annotated[str | None, Opt("--blob-url", help="LITEMX_BLOB_URL")] = None,
     dns: Annotated[str | None, Opt("--dns", help="LITEMX_DNS_SERVERS host:port[,host:port]")] = None,
     outbound: Annotated[str | None, Opt("--outbound", help="LITEMX_OUTBOUND smtp://host:port | mx | ses")] = None,
+    processes: Annotated[int | None, Opt("--processes", help="LITEMX_PROCESSES: front processes (0: one per "
+                                         "CPU, 1: everything in one process)")] = None,
+    worker_processes: Annotated[int | None, Opt("--worker-processes", help="LITEMX_WORKER_PROCESSES (0: one per "
+                                                "CPU)")] = None,
 ) -> None:
     """Run the server: REST API, OpenAPI and /mcp, the SMTP MX, and the background workers."""
     from litemx.server import serve as run_server
 
     settings = _settings(data_dir=data_dir, http=http, smtp=smtp, hostname=hostname, database_url=database_url,
-                         blob_url=blob_url, dns_servers=dns, outbound=outbound)
+                         blob_url=blob_url, dns_servers=dns, outbound=outbound, processes=processes,
+                         worker_processes=worker_processes)
     with _one_line_errors():
         run_server(settings)
 
