@@ -220,3 +220,43 @@ def test_work_whose_events_cannot_be_committed_fails(services, monkeypatch):
 
     _run(scenario)
     assert _stored(services) == set()
+
+
+def test_a_caller_made_leader_just_as_its_wait_times_out_still_leads(services, monkeypatch):
+    """The hand-off sets the successor's `lead` under the lock and wakes it after: a timeout in
+    that gap must not make the designated leader give up, or nobody would commit again."""
+    from litemx.storage import group_commit
+
+    writer = AuditWriter(services.infra.db)
+    monkeypatch.setattr(group_commit, "WAIT_SECONDS", 0.01)
+    writer._busy = True  # a commit is running: the caller below queues and waits
+    done: dict[str, Any] = {}
+
+    def caller() -> None:
+        try:
+            done["id"] = writer.add(_row(1))
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            done["error"] = exc
+
+    pending_seen = threading.Event()
+    enqueue = writer._enqueue
+
+    def enqueue_and_promote(pending: Any) -> bool:
+        queued = enqueue(pending)
+        with writer._lock:
+            pending.lead = True  # promoted by the running leader, whose wake-up is still to come
+        pending_seen.set()
+        return queued
+
+    monkeypatch.setattr(writer, "_enqueue", enqueue_and_promote)
+    thread = threading.Thread(target=caller)
+    thread.start()
+    thread.join(BOUND)
+    assert pending_seen.is_set() and "error" not in done and "id" in done
+    assert [r["resource_id"] for r in _stored_rows(services)] == ["msg_1"]
+    assert writer._busy is False and writer._queue == []
+
+
+def _stored_rows(services: Any) -> list[Any]:
+    with services.infra.db.read() as conn:
+        return list(conn.execute(select(audit_events)).mappings())

@@ -182,7 +182,10 @@ class GroupInserter:
     def _give_up(self, pending: _Pending) -> None:
         """Raises: GroupCommitError, unless the row was woken meanwhile."""
         with self._lock:
-            if pending.is_woken():  # woken just now
+            # Woken just now, or made the next leader but not woken yet (the wake-up comes after
+            # the lock is released): either way it must go on, and a leader must lead, or every
+            # later caller of this inserter would wait for a commit nobody runs.
+            if pending.is_woken() or pending.lead:
                 return
             if pending in self._queue:  # never taken: withdraw it, so nobody waits on us
                 self._queue.remove(pending)
