@@ -41,7 +41,8 @@ from litemx.settings import Settings
 
 log = logging.getLogger("litemx")
 
-WORKER_NICE = 19  # background processes yield the CPU to the listeners under load
+WORKER_NICE = 10  # background processes yield the CPU to the listeners under load, but not so far
+# that one holding the database's writer lock is starved while accepts wait for it
 STOP_SECONDS = 30.0  # a child's clean shutdown (MX grace 10 s + in-flight requests) before SIGKILL
 RESTARTS_PER_MINUTE = 5  # more than this and the supervisor gives up instead of crash-looping
 LISTEN_BACKLOG = 1024  # connections the kernel queues for the listeners while all are busy
@@ -103,7 +104,13 @@ class Shared:
 def supervise(settings: Settings, plan: ProcessPlan) -> None:
     """Run `plan` until SIGTERM/SIGINT. Raises: OSError (ports), InvalidRequest (TLS, blob store,
     outbound settings), SystemExit(1) when children keep dying."""
-    build_services(settings).close()  # migrate once, and fail here on bad settings
+    services = build_services(settings)  # migrate once, and fail here on bad settings
+    try:
+        # What a previous server had claimed is due again now; the workers never release leases
+        # themselves (a restarted one would take its live siblings' claimed rows too).
+        services.inbound.release_leases()
+    finally:
+        services.close()
     tls_context(settings)
     shared = Shared(settings, _listen(bind_http(settings)), _listen(socket.create_server(settings.smtp_host_port)))
     supervisor = Supervisor(shared, [("front", i) for i in range(plan.fronts)] +
@@ -247,7 +254,7 @@ async def _run_worker(shared: Shared, index: int) -> None:
     try:
         stop = stop_event((signal.SIGTERM,))
         scheduled = index == 0
-        workers = start_workers(shared.settings, services, scheduled=scheduled)
+        workers = start_workers(shared.settings, services, scheduled=scheduled, release_leases=False)
         loop = asyncio.get_running_loop()
         if shared.settings.inbound_worker:
             shared.inbound.listen(loop, lambda: _call(services.inbound.on_accept))

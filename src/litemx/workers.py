@@ -27,9 +27,12 @@ class InboundWorker:
     database, and a restarted worker (here or on another node) re-drives it.
     """
 
-    def __init__(self, services: Services, poll_seconds: float = 2.0):
+    def __init__(self, services: Services, poll_seconds: float = 2.0, release_leases: bool = True):
         self.services = services
         self.poll_seconds = poll_seconds
+        # False beside other live workers (supervisor.py): releasing would hand their claimed
+        # rows to us as well; the supervisor releases a dead process's leases once, at start.
+        self.release_leases = release_leases
         self.wake = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         services.inbound.on_accept = self._wake_from_thread
@@ -43,9 +46,9 @@ class InboundWorker:
         inbound = self.services.inbound
         try:
             # What a dead process had leased is due again now (processing is idempotent).
-            while (released := await self._step(inbound.release_leases)) is None:
+            while self.release_leases and (released := await self._step(inbound.release_leases)) is None:
                 await self._idle()
-            if released:
+            if self.release_leases and released:
                 log.info("re-driving %d inbound messages left by a previous process", released)
             while True:
                 self.wake.clear()

@@ -238,6 +238,8 @@ class InboundService(ServiceBase):
             self._defer(conn, row, f"{type(exc).__name__}: {exc}")
 
     def _defer(self, conn: Connection, row: dict[str, Any], error: str) -> None:
+        if not inbound_repo.is_pending(conn, row["id"]):
+            return  # another worker finished it meanwhile: its outcome stands
         now = self.clock.now()
         if row["attempts"] + 1 >= MAX_ATTEMPTS:
             # The raw message stays in the blob store; the operator can re-queue it.

@@ -18,6 +18,7 @@ Mutations do not come here: their event belongs in the mutation's own transactio
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -73,5 +74,7 @@ class AuditWriter(GroupInserter):
             return await anyio.to_thread.run_sync(work) if in_thread else work()
         finally:
             _HELD.reset(token)
-            for row in held:
-                await self.add_async(row)
+            if held:
+                # Queued together and shielded: a request cancelled while it waits still has
+                # every event of its read committed (the invariant: no unaudited content read).
+                await asyncio.shield(asyncio.gather(*(self.add_async(row) for row in held)))

@@ -133,11 +133,13 @@ class WriterLock:
         self.depth = 0
         self.fds: tuple[int, int] | None = None
         self.pulse: mmap.mmap | None = None
+        self.held: tuple[int, int] = (-1, -1)
+        self.opening = threading.Lock()
         self.pid = 0
 
     @contextmanager
     def hold(self, background: bool = False) -> Iterator[None]:
-        if background:
+        if background and not self._held_here():
             self._wait_for_quiet()  # before the local lock: this process's own accepts go on meanwhile
         if not self.local.acquire(timeout=self.WAIT_SECONDS):
             raise OperationalError("BEGIN IMMEDIATE", {}, TimeoutError("database writer lock wait timed out"))
@@ -172,8 +174,12 @@ class WriterLock:
         assert self.pulse is not None
         return float(struct.unpack("d", self.pulse[:8])[0])
 
+    def _held_here(self) -> bool:
+        """This thread already holds the lock (a nested write: waiting would only delay itself)."""
+        return bool(self.local._is_owned())  # type: ignore[attr-defined]
+
     def _take(self, background: bool) -> None:
-        writer, queue = self._fds()
+        writer, queue = self.held = self._fds()
         if background:
             fcntl.flock(queue, fcntl.LOCK_EX)  # no foreground writer is waiting or writing now
             try:
@@ -191,11 +197,15 @@ class WriterLock:
         self.pulse[:8] = struct.pack("d", time.monotonic())  # CLOCK_MONOTONIC: one clock for all processes
 
     def _release(self) -> None:
-        writer, queue = self._fds()
+        writer, queue = self.held  # the files _take locked, whatever _fds opens meanwhile
         fcntl.flock(writer, fcntl.LOCK_UN)
         fcntl.flock(queue, fcntl.LOCK_UN)  # a no-op for a background writer (released in _take)
 
     def _fds(self) -> tuple[int, int]:
+        with self.opening:  # two threads' first use must not open (and lock) two sets of files
+            return self._open()
+
+    def _open(self) -> tuple[int, int]:
         if self.fds is None or self.pid != os.getpid():
             self.fds = (os.open(self.paths[0], os.O_RDWR | os.O_CREAT, 0o600),
                         os.open(self.paths[1], os.O_RDWR | os.O_CREAT, 0o600))
