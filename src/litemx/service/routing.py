@@ -26,7 +26,6 @@ from litemx.storage import sending_repo, tokens_repo
 from litemx.storage.pagination import page
 
 MAX_ALIAS_TARGETS = 50
-_ROUTING_VERSION_SQL = "SELECT version FROM routing_version WHERE id = 1"
 ROUTE_CACHE_SIZE = 10_000  # recipients whose route the MX remembers (per process)
 
 
@@ -197,8 +196,8 @@ class RoutingService(ServiceBase):
         """The cached route if the directory is unchanged since it was cached, else None (call
         resolve()). On SQLite one primary-key read on this thread's own connection: cheap
         enough for the MX's event loop, which then skips a thread hop per RCPT."""
-        version = self.db.peek(_ROUTING_VERSION_SQL)
-        return None if version is None else self.routes.get(int(version), recipient)
+        version = repo.peek_routing_version(self.db)
+        return None if version is None else self.routes.get(version, recipient)
 
     def resolve(self, recipient: str) -> Route:
         """Route one RCPT TO address (no principal: this is the MX deciding, SPEC §5).

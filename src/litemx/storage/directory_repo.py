@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from litemx.storage.db import Database
 from litemx.storage.pagination import Page, PageResult, finish
 from litemx.storage.repo import add, by_column, many, one
 from litemx.storage.schema import alias_targets, aliases, catchalls, domains, mailboxes, messages, routing_version
@@ -129,9 +130,20 @@ def set_catchall(conn: Connection, domain_id: str, mailbox_id: str | None, at: A
 
 
 _ROUTING_VERSION = select(routing_version.c.version).where(routing_version.c.id == 1)
+# The same statement as plain SQL, for Database.peek (no SQLAlchemy connection on that path).
+_ROUTING_VERSION_SQL = str(_ROUTING_VERSION.compile(compile_kwargs={"literal_binds": True}))
 
 
 def current_routing_version(conn: Connection) -> int | None:
     """The directory's routing version (bumped by triggers, migration 0009); None if unseeded."""
-    value = conn.execute(_ROUTING_VERSION).scalar_one_or_none()
+    return _version(conn.execute(_ROUTING_VERSION).scalar_one_or_none())
+
+
+def peek_routing_version(db: Database) -> int | None:
+    """current_routing_version without a pooled transaction (Database.peek); None when the
+    database has no such cheap path (PostgreSQL) or the row is missing."""
+    return _version(db.peek(_ROUTING_VERSION_SQL))
+
+
+def _version(value: Any) -> int | None:
     return None if value is None else int(value)
