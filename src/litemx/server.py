@@ -119,12 +119,12 @@ class Front:
 
 
 def start_workers(settings: Settings, services: Services, *, scheduled: bool = True,
-                  inbound: bool | None = None, release_leases: bool = True) -> list[asyncio.Task[None]]:
+                  release_leases: bool = True) -> list[asyncio.Task[None]]:
     """The background work; LITEMX_INBOUND_WORKER=0 / LITEMX_OUTBOUND_WORKER=0 leave a queue
     for a later start (or another node) to drain. `scheduled`: the DNS re-check, retention and
     outbound delivery, which one process per node runs (their job leases span nodes)."""
     runs = [DnsRecheckWorker(services).run(), RetentionWorker(services).run()] if scheduled else []
-    if settings.inbound_worker if inbound is None else inbound:
+    if settings.inbound_worker:
         runs.append(InboundWorker(services, release_leases=release_leases).run())
     if scheduled and settings.outbound_worker:
         runs.append(OutboundWorker(services).run())

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from litemx.adapters.smtp import tls_context
-from litemx.app import Services, build_services
+from litemx.app import build_services
 from litemx.server import Front, bind_http, log_listening, start_workers, stop_event, stop_workers
 from litemx.settings import Settings
 
@@ -259,15 +259,11 @@ async def _run_worker(shared: Shared, index: int) -> None:
         if shared.settings.inbound_worker:
             shared.inbound.listen(loop, lambda: _call(services.inbound.on_accept))
         if scheduled and shared.settings.outbound_worker:
-            shared.outbound.listen(loop, lambda: _call(_outbound_wake(services)))
+            shared.outbound.listen(loop, lambda: _call(services.sending.on_queue))
         await stop.wait()
         await stop_workers(workers)
     finally:
         services.close()
-
-
-def _outbound_wake(services: Services) -> Callable[[], None] | None:
-    return services.sending.on_queue
 
 
 def _call(wake: Callable[[], None] | None) -> None:
