@@ -223,19 +223,7 @@ def test_an_unknown_token_is_refused_and_recorded_with_no_account(world, service
 def test_a_revoked_token_is_refused_and_the_founder_sees_the_denial(world, services):
     token_id, secret = world.api.token(sorted(ALL_SCOPES))
     world.api.ok("DELETE", f"/api/tokens/{token_id}")
-    before = snapshot(services)
-
-    def check(name: str) -> None:
-        method, path, body = world.request(name)
-        since = last_audit_id(services)
-        assert_error(world.api.call(method, path, body, secret=secret), 401, "unauthorized")
-        event = _one_event(services, since)
-        assert (event["action"], event["outcome"], event["account_id"], event["actor_id"]) == (
-            "auth.denied", "denied", world.account_id, token_id)
-        assert event["details"] == {"reason": "revoked"}
-
-    each_route(world.routes(AUTHENTICATED), check)
-    assert snapshot(services) == before
+    _refused_on_every_route(world, services, token_id, secret, "revoked")
     seen = world.api.audit(action="auth.denied")
     assert [(e["actor"]["id"], e["outcome"]) for e in seen] == [(token_id, "denied")] * len(
         world.routes(AUTHENTICATED))
@@ -244,6 +232,11 @@ def test_a_revoked_token_is_refused_and_the_founder_sees_the_denial(world, servi
 def test_an_expired_token_is_refused(world, services, clock: FakeClock):
     token_id, secret = world.api.token(sorted(ALL_SCOPES), expires_at=clock.now() + timedelta(hours=1))
     clock.advance(hours=2)
+    _refused_on_every_route(world, services, token_id, secret, "expired")
+
+
+def _refused_on_every_route(world: Any, services: Any, token_id: str, secret: str, reason: str) -> None:
+    """Every authenticated route answers 401 and writes one `auth.denied` event; nothing changes."""
     before = snapshot(services)
 
     def check(name: str) -> None:
@@ -253,7 +246,7 @@ def test_an_expired_token_is_refused(world, services, clock: FakeClock):
         event = _one_event(services, since)
         assert (event["action"], event["outcome"], event["account_id"], event["actor_id"]) == (
             "auth.denied", "denied", world.account_id, token_id)
-        assert event["details"] == {"reason": "expired"}
+        assert event["details"] == {"reason": reason}
 
     each_route(world.routes(AUTHENTICATED), check)
     assert snapshot(services) == before
