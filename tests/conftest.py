@@ -14,9 +14,11 @@ from fastapi.testclient import TestClient
 from litemx.adapters.http.app import create_app
 from litemx.app import Services, build_services
 from litemx.settings import Settings
+from tests.support.api import Api
 from tests.support.clock import FakeClock
 from tests.support.databases import PgSchema, SqliteTemplate
 from tests.support.dns_server import LoopbackDnsServer
+from tests.support.inbox import hosted
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -111,3 +113,11 @@ def tenant(services: Services) -> Tenant:
 def other_tenant(services: Services) -> Tenant:
     account, token = services.auth.create_account("Other Co", "starter")
     return Tenant(account, token)
+
+
+@pytest.fixture
+def api(client: TestClient, tenant: Tenant) -> Api:
+    """The tenant's founder with acme.example, support@ and billing@ (a module may override it)."""
+    a = Api(client, tenant.token)
+    hosted(a)
+    return a

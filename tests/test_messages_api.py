@@ -18,13 +18,6 @@ BILLING = "billing@acme.example"
 
 
 @pytest.fixture
-def api(client, tenant) -> Api:
-    a = Api(client, tenant.token)
-    hosted(a)
-    return a
-
-
-@pytest.fixture
 def other(client, other_tenant) -> Api:
     a = Api(client, other_tenant.token)
     hosted(a, "other.example", "info")

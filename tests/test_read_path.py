@@ -10,24 +10,16 @@ import json
 import threading
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from litemx.service import message_views as views
 from tests.support.api import Api, assert_error, audit_since, last_audit_id
-from tests.support.inbox import Mail, hosted, send
+from tests.support.inbox import Mail, send
 
 SUPPORT = "support@acme.example"
 JOIN_SECONDS = 60
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-@pytest.fixture
-def api(client, tenant) -> Api:
-    a = Api(client, tenant.token)
-    hosted(a)
-    return a
 
 
 def _mcp_read(api: Api, secret: str, message_id: str) -> Any:

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from litemx.storage import messages_repo
 from litemx.storage.schema import messages
 from tests.support.api import Api, assert_error, audit_since, last_audit_id
-from tests.support.inbox import Mail, hosted, message_row, send
+from tests.support.inbox import Mail, message_row, send
 
 SUPPORT = "support@acme.example"
 BILLING = "billing@acme.example"
@@ -35,13 +35,6 @@ CORPUS = {
         text="Die Rechnung für März ist da. Das Büro in Tokio grüßt.")),
 }
 NEWEST_FIRST = sorted(CORPUS, key=lambda name: CORPUS[name][0], reverse=True)
-
-
-@pytest.fixture
-def api(client, tenant) -> Api:
-    a = Api(client, tenant.token)
-    hosted(a)
-    return a
 
 
 @pytest.fixture

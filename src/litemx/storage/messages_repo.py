@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (ColumnElement, Connection, Integer, and_, bindparam, case, func, insert, or_, select, text,
-                        update)
+from sqlalchemy import (ColumnElement, Connection, Integer, and_, bindparam, case, false, func, insert, or_, select,
+                        text, update)
 
 from litemx.storage.repo import by_column, many, one, row_dict
 from litemx.storage.schema import attachments, inbound_queue, messages, threads
@@ -26,9 +26,28 @@ _BUMP_THREAD = (update(threads).where(threads.c.id == bindparam("b_id"))
                                              else_=threads.c.last_message_at)))
 
 
+# How far a message's received_at may trail the account's newest stored one and still count
+# as in order. Messages are accepted by several front processes and stored by several workers
+# in leased batches, so a few seconds of reordering is normal; a delivery retried after a
+# deferral is later than this and is marked `late`. Never lower it below a value already used:
+# rows stored under a larger slack would break the search's bound (search_repo).
+ORDER_SLACK = timedelta(minutes=10)
+_NEWEST_IN_ORDER = (select(func.max(messages.c.received_at))
+                    .where(messages.c.account_id == bindparam("b_account"), messages.c.late == false()))
+
+
 def add_message(conn: Connection, values: dict[str, Any]) -> int:
-    """Insert and index; returns the integer seq."""
-    seq = int(conn.execute(_ADD_MESSAGE, values).scalar_one())
+    """Insert and index; returns the integer seq.
+
+    `late` is decided here, inside the writing transaction: SQLite serialises writers, so
+    every non-late row's received_at is at least that of every earlier non-late row of its
+    account minus ORDER_SLACK (search_repo relies on it). On PostgreSQL two concurrent
+    transactions do not see each other's rows, so the flag can miss one and its search does
+    not rely on it.
+    """
+    newest = conn.execute(_NEWEST_IN_ORDER, {"b_account": values["account_id"]}).scalar()
+    late = newest is not None and values["received_at"] < newest - ORDER_SLACK
+    seq = int(conn.execute(_ADD_MESSAGE, {**values, "late": late}).scalar_one())
     index_message(conn, seq)
     return seq
 

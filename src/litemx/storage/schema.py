@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from litemx.storage.types import BigIntPK, JSONType, UTCDateTime
@@ -240,6 +241,10 @@ messages = Table(
     Column("auth", JSONType, nullable=False),
     Column("signals", JSONType, nullable=False),
     Column("deleted_content_at", UTCDateTime, nullable=True),
+    # Stored out of received_at order (0010, messages_repo.add_message): false means this row's
+    # received_at is at least every earlier non-late row's minus ORDER_SLACK, so date-bounded
+    # searches can walk received_at and still return the newest rows by seq.
+    Column("late", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("queue_id", "mailbox_id"),  # re-driving a queue row never duplicates
     # Newest-first reads (0007): the scope's equality columns, then the sort key, so a list or
     # search walks the newest rows and stops at LIMIT (scopes filter on the `mailbox` address).
@@ -248,6 +253,7 @@ messages = Table(
     Index(None, "mailbox_id", "seq"),  # retention export and purge walk one mailbox
     Index(None, "mailbox_id", "message_id_header"),
     Index(None, "thread_id", "seq"),
+    Index(None, "account_id", "late", "received_at"),  # after:/before: searches (0010)
 )
 
 attachments = Table(

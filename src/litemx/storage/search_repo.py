@@ -12,7 +12,9 @@ Results are newest first (by seq), not by rank: mail search is mostly "the recen
 about X", and a stable order gives simple, exact cursor pagination. On SQLite the order and
 the cursor are written on `message_fts.rowid` (the same number as `messages.seq`): FTS5 then
 walks its doclists newest first and stops after the page instead of materialising, snippeting
-and sorting every match.
+and sorting every match. A query with `after:`/`before:` and no words would have nothing to
+walk but `seq`; on SQLite it reads the `(account_id, late, received_at)` index instead
+(`_date_statement`: exact, with the argument), so its cost does not grow with the account.
 
 Field semantics, identical on both databases except where noted:
 - free words and phrases match subject, sender, recipients or body;
@@ -31,15 +33,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (ColumnElement, Connection, Integer, Select, String, bindparam, cast, func, literal_column,
-                        select, text)
+from sqlalchemy import (ColumnElement, Connection, Integer, Select, String, bindparam, cast, false, func,
+                        literal_column, select, text, true, union_all)
 from sqlalchemy.sql import column, table
 
 from litemx.core.searchquery import Query, to_fts5, to_tsquery_parts
-from litemx.storage.messages_repo import (LIST_COLUMNS, MessageScope, ScopeShape, bound_scope_conditions, scope_params,
-                                          scope_shape)
+from litemx.storage.messages_repo import (LIST_COLUMNS, ORDER_SLACK, MessageScope, ScopeShape, bound_scope_conditions,
+                                          scope_params, scope_shape)
 from litemx.storage.repo import row_dict
 from litemx.storage.schema import messages
 
@@ -86,7 +89,12 @@ def search(conn: Connection, scope: MessageScope, query: Query, limit: int, befo
     params = {**scope_params(scope), "b_limit": limit + 1, "q_after": query.after_datetime,
               "q_before": query.before_datetime, "b_before": before_seq}
     params.update({f"t{i}": value for i, (_, _, value) in enumerate(texts)})
-    rows = [row_dict(r) for r in conn.execute(_statement(shape), params)]
+    if shape.sqlite and not shape.texts and (shape.after or shape.before):
+        params["q_floor"] = _date_floor(conn, shape, params, limit + 1)
+        stmt = _date_statement(shape)
+    else:
+        stmt = _statement(shape)
+    rows = [row_dict(r) for r in conn.execute(stmt, params)]
     return SearchPage(rows[:limit], len(rows) > limit)
 
 
@@ -125,9 +133,7 @@ def _statement(shape: _Shape) -> Select[Any]:
         stmt, order = _sqlite_statement(), _SQLITE_FTS.c.rowid
     else:
         stmt, order = _postgres_statement(shape.texts), messages.c.seq
-    conds = _common_conditions(shape)
-    if shape.cursor:
-        conds.append(order < bindparam("b_before"))
+    conds = [*_common_conditions(shape), *_cursor(shape, order)]
     return stmt.where(*conds).order_by(order.desc()).limit(bindparam("b_limit", type_=Integer))
 
 
@@ -146,6 +152,57 @@ def _common_conditions(shape: _Shape) -> list[ColumnElement[bool]]:
 
 def _plain_statement() -> Select[Any]:
     return select(*LIST_COLUMNS, messages.c.snippet.label("hit_snippet"))
+
+
+# --------------------------------------------------------------------------- dates, no words (SQLite)
+# Walking (account_id, seq) from the newest message reads every message newer than the range;
+# sorting the range by seq reads all of it. Instead, with k = the rows wanted:
+#   1. walk (account_id, late, received_at) down from the range's end over the rows that are
+#      not late and match everything else, and take the k-th one's received_at, R_k;
+#   2. the candidates are the matching rows that are late, or not late with received_at at or
+#      after R_k - ORDER_SLACK; return the newest k of them by seq.
+# Exact, not a heuristic: a non-late row z with received_at below R_k - ORDER_SLACK has a
+# smaller seq than each of the k rows found in step 1 (each has received_at >= R_k, and
+# add_message only stores a later non-late row whose received_at is at least every earlier
+# non-late row's minus ORDER_SLACK), so z cannot be in the newest k. Fewer than k rows in
+# step 1 means every matching row is a candidate. Both steps read about k rows plus those
+# within the slack of R_k plus the range's late rows, whatever the size of the account.
+# SQLite only: there writers are serialised, which is what makes `late` exact.
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def _date_floor(conn: Connection, shape: _Shape, params: dict[str, Any], k: int) -> datetime:
+    """Step 1: the lowest received_at a non-late row may have and still be in the newest k."""
+    kth = conn.execute(_kth_in_order(shape), {**params, "b_offset": k - 1}).scalar()
+    lowest = params["q_after"] or _EARLIEST
+    return lowest if kth is None else max(lowest, kth - ORDER_SLACK)
+
+
+@functools.lru_cache(maxsize=64)
+def _kth_in_order(shape: _Shape) -> Select[Any]:
+    conds = [*_common_conditions(shape), messages.c.late == false(), *_cursor(shape, messages.c.seq)]
+    return (select(messages.c.received_at).where(*conds).order_by(messages.c.received_at.desc())
+            .limit(1).offset(bindparam("b_offset", type_=Integer)))
+
+
+@functools.lru_cache(maxsize=64)
+def _date_statement(shape: _Shape) -> Select[Any]:
+    """Step 2. The candidate subqueries read only the covering (account_id, late, received_at)
+    index; the scope, retention and has: conditions apply to the few rows they name."""
+    before = [messages.c.received_at < bindparam("q_before")] if shape.before else []
+    after = [messages.c.received_at >= bindparam("q_after")] if shape.after else []
+    account = messages.c.account_id == bindparam("s_account")
+    candidates = union_all(
+        select(messages.c.seq).where(account, messages.c.late == false(),
+                                     messages.c.received_at >= bindparam("q_floor"), *before),
+        select(messages.c.seq).where(account, messages.c.late == true(), *after, *before))
+    conds = [*_common_conditions(shape), messages.c.seq.in_(candidates), *_cursor(shape, messages.c.seq)]
+    return (_plain_statement().where(*conds).order_by(messages.c.seq.desc())
+            .limit(bindparam("b_limit", type_=Integer)))
+
+
+def _cursor(shape: _Shape, order: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+    return [order < bindparam("b_before")] if shape.cursor else []
 
 
 # --------------------------------------------------------------------------- SQLite FTS5
