@@ -418,6 +418,12 @@ def save(name: str, result: dict[str, Any]) -> Path:
     return path
 
 
+def load(name: str) -> dict[str, Any]:
+    """What `save(name, ...)` wrote last under this BENCH_WORK."""
+    result: dict[str, Any] = json.loads((RESULTS / f"{name}.json").read_text())
+    return result
+
+
 def fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "n/a"
