@@ -92,12 +92,13 @@ def bulk_load(services: Any, corpus_dir: Path) -> dict[str, Any]:
         boxes = {rcpt: directory_repo.mailbox_by_address(conn, rcpt) for rcpt in {i[3] for i in items}}
     started, stored = time.monotonic(), 0
     with Pool(2) as pool:
+        # imap: the pool parses ahead while this process stores (in order, so seq follows the corpus).
+        parsed = pool.imap(_parse, items, chunksize=50)
         for start in range(0, len(items), CHUNK):
-            parsed = pool.map(_parse, items[start:start + CHUNK], chunksize=100)
             with services.infra.db.write() as conn:
-                for m in parsed:
-                    _store(conn, boxes, m)
-            stored += len(parsed)
+                for _ in range(min(CHUNK, len(items) - start)):
+                    _store(conn, boxes, next(parsed))
+                    stored += 1
             if stored % 50_000 < CHUNK:
                 say(f"  bulk: {stored:,} stored, {stored / (time.monotonic() - started):,.0f} msg/s")
     wall = time.monotonic() - started
