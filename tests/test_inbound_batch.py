@@ -1,33 +1,27 @@
 """The inbound worker stores a claimed batch in one transaction with a savepoint per message:
 a message that fails is rolled back and deferred alone — nothing of it is stored, no audit
-event claims it was delivered — while the rest of the batch is delivered and audited."""
+event claims it was delivered — while the rest of the batch is delivered and audited. The
+batch's blobs are made durable together before that transaction, which drops the inline copies:
+when they cannot be written, the whole batch stays pending with its bytes in its rows."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from litemx.service import inbound as inbound_module
-from litemx.storage.schema import audit_events, inbound_queue, messages, threads
-from tests.support.api import Api
-from tests.support.inbox import Mail, hosted
+from litemx.storage.schema import attachments, audit_events, inbound_queue, messages, threads
+from tests.support.inbox import Mail
 
 SUPPORT = "support@acme.example"
 
 
-@pytest.fixture
-def api(client, tenant) -> Api:
-    a = Api(client, tenant.token)
-    hosted(a)
-    return a
-
-
-def _accept(services: Any, *subjects: str) -> list[int]:
+def _accept(services: Any, *mails: str | Mail) -> list[int]:
+    """Accept each mail (a subject stands for a plain message with that subject)."""
     route = services.inbound.route_recipient(SUPPORT)
-    return [services.inbound.accept(Mail(subject=s).build(), "alice@sender.example", [route],
-                                    client_ip="192.0.2.10", helo="client.example") for s in subjects]
+    return [services.inbound.accept((Mail(subject=m) if isinstance(m, str) else m).build(), "alice@sender.example",
+                                    [route], client_ip="192.0.2.10", helo="client.example") for m in mails]
 
 
 def _queue(services: Any) -> dict[int, dict[str, Any]]:
@@ -92,11 +86,11 @@ def test_a_small_message_waits_in_its_queue_row_until_the_worker_has_written_its
     original = bytes(row["raw"])
     assert not services.infra.blobs.exists(row["raw_key"])
 
-    def store_down(data: bytes) -> str:
+    def store_down(items: list[bytes]) -> list[str]:
         raise OSError("blob store unavailable")
 
     with monkeypatch.context() as patch:
-        patch.setattr(services.infra.blobs, "put", store_down)
+        patch.setattr(services.infra.blobs, "put_many", store_down)
         assert services.inbound.process_due() == 1
     row = _queue(services)[queued]
     # Nothing stored, nothing lost: the bytes are still in the row for the next attempt.
@@ -109,3 +103,103 @@ def test_a_small_message_waits_in_its_queue_row_until_the_worker_has_written_its
     assert row["status"] == "done" and row["raw"] is None
     assert services.infra.blobs.get(row["raw_key"]) == original
     assert _stored(services)[0] == ["Inline"]
+
+
+MAILS = (Mail(subject="First"), Mail(subject="With a file", files=[("a.pdf", "application/pdf", b"%PDF-1 x")]),
+         Mail(subject="Last"))
+
+
+def test_a_batch_whose_blobs_cannot_be_written_stays_pending_with_its_bytes_and_is_delivered_later(
+        api, services, monkeypatch) -> None:
+    ids = _accept(services, *MAILS)
+    originals = {i: bytes(r["raw"]) for i, r in _queue(services).items()}
+
+    def store_down(items: list[bytes]) -> list[str]:
+        raise OSError("blob store unavailable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services.infra.blobs, "put_many", store_down)
+        assert services.inbound.process_due() == 3
+    queue = _queue(services)
+    assert all(queue[i]["status"] == "pending" and bytes(queue[i]["raw"]) == originals[i] for i in ids)
+    assert all(queue[i]["last_error"] == "OSError: blob store unavailable" for i in ids)
+    with services.infra.db.read() as conn:
+        assert conn.execute(select(messages.c.id)).all() == []
+
+    services.infra.clock.advance(minutes=5)
+    assert services.inbound.process_due() == 3
+    queue = _queue(services)
+    assert all(queue[i]["status"] == "done" and queue[i]["raw"] is None for i in ids)
+    assert all(services.infra.blobs.get(queue[i]["raw_key"]) == originals[i] for i in ids)
+    with services.infra.db.read() as conn:
+        (key,) = conn.execute(select(attachments.c.blob_key)).scalars()
+    assert services.infra.blobs.get(key) == b"%PDF-1 x"
+
+
+def test_rows_are_marked_done_only_after_their_blobs_and_attachments_are_durable(api, services,
+                                                                                 monkeypatch) -> None:
+    ids = _accept(services, *MAILS)
+    durable: set[str] = set()
+    real_put_many, real_finish = services.infra.blobs.put_many, inbound_module.inbound_repo.finish_done
+
+    def put_many(items: list[bytes]) -> list[str]:
+        keys = real_put_many(items)
+        durable.update(keys)
+        return keys
+
+    def finish_done(conn: Any, queue_ids: list[int], at: Any) -> None:
+        rows = conn.execute(select(inbound_queue.c.raw_key).where(inbound_queue.c.id.in_(queue_ids))).scalars()
+        assert set(rows) <= durable
+        files = conn.execute(select(attachments.c.blob_key).join(messages, messages.c.id == attachments.c.message_id)
+                             .where(messages.c.queue_id.in_(queue_ids))).scalars()
+        assert set(files) <= durable
+        real_finish(conn, queue_ids, at)
+
+    monkeypatch.setattr(services.infra.blobs, "put_many", put_many)
+    monkeypatch.setattr(inbound_module.inbound_repo, "finish_done", finish_done)
+    assert services.inbound.process_due() == 3
+    assert all(r["status"] == "done" for r in _queue(services).values()) and len(ids) == 3
+
+
+def test_one_message_whose_blob_cannot_be_written_is_deferred_alone(api, services, monkeypatch):
+    """A blob store refusing one object (an S3 error) must not hold its batch neighbours back."""
+    ids = _accept(services, Mail(subject="Good 1"),
+                  Mail(subject="Refused", files=[("p.bin", "application/octet-stream", b"REFUSED-BLOB")]),
+                  Mail(subject="Good 2"))
+    real = services.infra.blobs.put_many
+
+    def put_many(items: Any) -> Any:
+        if b"REFUSED-BLOB" in items:
+            raise OSError(27, "File too large")
+        return real(items)
+
+    monkeypatch.setattr(services.infra.blobs, "put_many", put_many)
+    services.inbound.process_due()
+    q = _queue(services)
+    assert [q[i]["status"] for i in ids] == ["done", "pending", "done"]
+    assert q[ids[1]]["raw"] is not None and "File too large" in q[ids[1]]["last_error"]
+
+
+def test_a_failing_audit_event_is_rolled_back_with_its_message_alone(api, services, monkeypatch):
+    """In the guarded pass each message's event and `done` are written inside its savepoint."""
+    ids = _accept(services, Mail(subject="Good 1"), Mail(subject="Refused event"), Mail(subject="Good 2"))
+    real_append, real_deliver = inbound_module.audit_repo.append_many, inbound_module.InboundService._deliver
+
+    def deliver(self: Any, conn: Any, row: Any, target: Any, d: Any) -> Any:
+        event = real_deliver(self, conn, row, target, d)
+        if event is not None and d.parsed.subject == "Refused event":
+            event["details"] = {**event["details"], "refuse": True}
+        return event
+
+    def append_many(conn: Any, events: Any) -> Any:
+        if any(e["details"].get("refuse") for e in events):
+            raise RuntimeError("event refused")
+        return real_append(conn, events)
+
+    monkeypatch.setattr(inbound_module.InboundService, "_deliver", deliver)
+    monkeypatch.setattr(inbound_module.audit_repo, "append_many", append_many)
+    services.inbound.process_due()
+    q = _queue(services)
+    assert [q[i]["status"] for i in ids] == ["done", "pending", "done"]
+    subjects, _, _ = _stored(services)
+    assert "Refused event" not in subjects

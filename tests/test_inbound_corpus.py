@@ -17,7 +17,7 @@ import pytest
 from litemx.storage.schema import messages
 from tests.support.api import Api, count
 from tests.support.corpora import cpython_email_data, sdist
-from tests.support.inbox import hosted, message_row
+from tests.support.inbox import message_row
 
 SUPPORT = "support@acme.example"
 
@@ -26,13 +26,6 @@ def _corpus() -> list[Path]:
     cpython = sorted(cpython_email_data().glob("msg_*.txt"))
     mail_parser = sorted((sdist("mail-parser", "4.8.0") / "tests" / "mails").iterdir())
     return cpython + [p for p in mail_parser if p.is_file()]
-
-
-@pytest.fixture
-def api(client, tenant) -> Api:
-    a = Api(client, tenant.token)
-    hosted(a)
-    return a
 
 
 def _ingest_and_read(api: Api, services: Any, raw: bytes) -> str | None:

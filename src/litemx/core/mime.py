@@ -27,6 +27,7 @@ import codecs
 import functools
 import hashlib
 import re
+import types
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -35,11 +36,12 @@ from email import policy
 from email.generator import BytesGenerator, Generator
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
-from email.parser import BytesParser
+from email import feedparser
+from email.feedparser import FeedParser
 from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO, StringIO
 from itertools import islice
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from litemx.core.html import html_to_text
 
@@ -429,8 +431,68 @@ _PARSE_POLICY = policy.default.clone(header_factory=_RememberingHeaders())
 
 
 def _parse_tree(raw: bytes, *, headers_only: bool) -> Message:
-    parser = BytesParser(policy=_PARSE_POLICY)
-    return parser.parsebytes(raw, headersonly=headers_only)
+    """What `BytesParser(policy=_PARSE_POLICY).parsebytes(raw, headers_only)` returns."""
+    parser = _FeedParser(policy=_PARSE_POLICY)
+    if headers_only:
+        parser._set_headersonly()
+    parser.feed(raw.decode("ascii", "surrogateescape"))
+    return parser.close()
+
+
+class _BoundaryPattern:
+    """What the stdlib's boundary regex answers, without compiling one per boundary.
+
+    email.feedparser compiles `(?P<sep>--BOUNDARY)(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>...)?$`
+    for every multipart it reads; boundaries are unique per message, so re's cache never hits
+    and the compile (in pure Python) was a fifth of parse_message's CPU. The same answer: the
+    line starts with the separator, and the fixed rest of the pattern matches after it.
+    """
+
+    __slots__ = ("separator",)
+
+    def __init__(self, separator: str):
+        self.separator = separator
+
+    def match(self, line: str) -> re.Match[str] | None:
+        return _BOUNDARY_TAIL.match(line, len(self.separator)) if line.startswith(self.separator) else None
+
+
+_BOUNDARY_TAIL = re.compile(r"(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$")
+_BOUNDARY_SOURCE = re.compile(r"\(\?P<sep>(.*)\)" + re.escape(_BOUNDARY_TAIL.pattern), re.DOTALL)
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+class _FeedParserRe:
+    """The `re` module as our copy of FeedParser._parsegen sees it: a boundary pattern becomes
+    a _BoundaryPattern; every other call goes to `re` itself (so a stdlib whose pattern
+    differs simply compiles it, as before)."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(re, name)
+
+    @staticmethod
+    def compile(pattern: str, flags: int = 0) -> object:
+        found = _BOUNDARY_SOURCE.fullmatch(pattern) if not flags else None
+        if found is None:
+            return re.compile(pattern, flags)
+        return _BoundaryPattern(_ESCAPED.sub(r"\1", found[1]))  # re.escape only adds backslashes
+
+
+def _fast_parsegen() -> Callable[..., Any] | None:
+    """FeedParser._parsegen's own code under globals whose `re` is _FeedParserRe; None (the
+    stdlib's as it is) if this Python's function cannot be rebuilt so (it has free variables).
+    CPython 3.13 made the same change upstream (a fixed `boundaryendRE` plus `startswith`)."""
+    code = FeedParser._parsegen.__code__
+    if code.co_freevars:
+        return None
+    return types.FunctionType(code, {**vars(feedparser), "re": _FeedParserRe()}, "_parsegen")
+
+
+class _FeedParser(FeedParser):
+    """The stdlib FeedParser running its own parsing code, with `re` as _FeedParserRe: the
+    function is the same code object under other globals, so the stdlib module is untouched."""
+
+    _parsegen = _fast_parsegen() or FeedParser._parsegen
 
 
 def _linesep(raw: bytes) -> str:

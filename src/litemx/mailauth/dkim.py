@@ -9,6 +9,7 @@ rules), permerror (no key, bad key, malformed signature), temperror (DNS unavail
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import replace
 from datetime import datetime
@@ -87,11 +88,23 @@ def _header_names(raw: bytes) -> frozenset[bytes] | None:
     empty line, so those lines give the same fields (or the same error) as the whole message.
     """
     end = _HEADER_END.search(raw)
+    block = raw if end is None else raw[:end.end()]
+    # DKIM and then ARC ask about the same message: the last few (small) blocks' names are kept.
+    return _remembered_names(block) if len(block) <= _REMEMBERED_BLOCK_BYTES else _block_names(block)
+
+
+_REMEMBERED_BLOCK_BYTES = 64 * 1024
+
+
+def _block_names(block: bytes) -> frozenset[bytes] | None:
     try:
-        headers, _body = dkimpy.rfc822_parse(raw if end is None else raw[:end.end()])
+        headers, _body = dkimpy.rfc822_parse(block)
     except _MALFORMED:
         return None
     return frozenset(name.lower() for name, _value in headers)
+
+
+_remembered_names = functools.lru_cache(maxsize=16)(_block_names)
 
 
 def _signature_headers(message: dkimpy.DKIM) -> list[bytes]:

@@ -12,10 +12,13 @@ the row pending (re-driven later) or fully delivered, never half-stored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +35,7 @@ from litemx.service.base import Infra, ServiceBase, operation
 from litemx.service.principal import Caller, system_caller
 from litemx.service.routing import Route, RoutingService
 from litemx.storage import audit_repo, directory_repo, inbound_repo, messages_repo
-from litemx.storage.blobs import content_key
+from litemx.storage.blobs import content_key, put_all
 from litemx.storage.group_commit import GroupInserter
 
 log = logging.getLogger("litemx.inbound")
@@ -40,7 +43,10 @@ log = logging.getLogger("litemx.inbound")
 LEASE = timedelta(minutes=5)
 STORE_BATCH_BYTES = 8 * 1024 * 1024  # prepared mail (raw size) stored per write transaction
 PREPARE_THREADS = 4  # messages of one batch prepared side by side
-STORE_HOLD_SECONDS = 0.002  # a storing transaction commits after holding the writer lock this long
+STORE_HOLD_SECONDS = 0.002  # a storing transaction commits after holding the writer lock this long ...
+# ... once it has stored this many: each commit is an fsync made under the writer lock, and on a
+# busy machine one message alone could take the whole hold (a commit per message).
+STORE_MIN_MESSAGES = 4
 MAX_ATTEMPTS = 8
 INLINE_RAW_BYTES = 256 * 1024  # accepted messages up to this size wait in their queue row for the worker
 INTERFACE = {"smtp": "smtp", "simulate": "api", "ses": "api"}
@@ -56,6 +62,7 @@ class InboundService(ServiceBase):
         self.on_bounce: Callable[[Connection, dict[str, Any], bytes], None] | None = None
         # Looked up at call time so the repository function stays the one seam for the queue insert.
         self._preparers: ThreadPoolExecutor | None = None  # made on first use (after a fork)
+        self._pool_lock = threading.Lock()
         self._queue_rows = GroupInserter(infra.db, lambda conn, rows: inbound_repo.enqueue(conn, rows), "inbound")
 
     def route_recipient(self, recipient: str, *, client_ip: str | None = None, audit: bool = False) -> Route:
@@ -149,33 +156,29 @@ class InboundService(ServiceBase):
     def process_due(self, limit: int = 20) -> int:
         """Process up to `limit` due queue rows; returns how many were claimed.
 
-        Parsing, verdicts (DNS) and attachment blobs happen outside any transaction; the
-        prepared messages are then stored together, up to STORE_BATCH_BYTES of mail per write
-        transaction, each inside its own SAVEPOINT: one commit for the batch, and a message
-        that fails to store is rolled back and deferred alone while the others commit.
+        Parsing and verdicts (DNS) happen outside any transaction, side by side; then every
+        blob of the batch is made durable together (_write_blobs); then the prepared messages
+        are stored, many per write transaction (_store_batch): a message that fails to store
+        is rolled back and deferred alone while the others commit.
         """
         with self.db.write(background=True) as conn:
             rows = inbound_repo.lease_due(conn, self.clock.now(), LEASE, limit)
-        chunk: list[dict[str, Any]] = []
-        size = 0
-        for row in rows:
-            chunk.append(row)
-            size += row["size"]
-            if size >= STORE_BATCH_BYTES:
-                self._store_batch(self._prepare_all(chunk))
-                chunk, size = [], 0
-        if chunk:
-            self._store_batch(self._prepare_all(chunk))
+        for chunk in _chunks(rows, STORE_BATCH_BYTES):
+            self._store_batch(self._write_blobs(self._prepare_all(chunk)))
         return len(rows)
 
-    def _prepare_all(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Delivery | str]]:
-        """Prepare side by side: most of a message's preparing time is spent waiting (blob
-        fsyncs, DNS), which threads overlap; the parsing itself still takes turns on the GIL."""
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:  # simulate() and the worker may both be the first caller
+            if self._preparers is None:
+                self._preparers = ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="litemx-prepare")
+            return self._preparers
+
+    def _prepare_all(self, rows: list[dict[str, Any]]) -> list[Prepared]:
+        """Prepare side by side: a message's verdicts may wait on DNS, which threads overlap;
+        the parsing itself still takes turns on the GIL."""
         if len(rows) == 1:
             return [(rows[0], self._prepare_guarded(rows[0]))]
-        if self._preparers is None:
-            self._preparers = ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="litemx-prepare")
-        return list(zip(rows, self._preparers.map(self._prepare_guarded, rows), strict=True))
+        return list(zip(rows, self._pool().map(self._prepare_guarded, rows), strict=True))
 
     def _prepare_guarded(self, row: dict[str, Any]) -> Delivery | str:
         """What storing needs, or the error text to defer the row with."""
@@ -194,19 +197,41 @@ class InboundService(ServiceBase):
         auth = mailauth.evaluate(raw, client_ip=row["client_ip"] or "", helo=row["helo"] or "",
                                  mail_from=row["mail_from"], resolver=self.resolver, now=row["received_at"],
                                  author=author)
-        blob_keys = [self.infra.blobs.put(a.data) for a in parsed.attachments]
-        return Delivery(raw, parsed, auth, author, blob_keys)
+        return Delivery(row, raw, parsed, auth, author)
 
     def _raw(self, row: dict[str, Any]) -> bytes:
-        """The message's bytes. An inline message's blob is written (fsynced) here, before the
-        transaction that marks its row done and drops the inline copy."""
+        """The message's bytes: in its queue row (inline), or in the blob store."""
         if row.get("raw") is None:
             return self.infra.blobs.get(row["raw_key"])
-        raw = bytes(row["raw"])
-        self.infra.blobs.put(raw)
-        return raw
+        return bytes(row["raw"])
 
-    def _store_batch(self, batch: list[tuple[dict[str, Any], Delivery | str]]) -> None:
+    def _write_blobs(self, batch: list[Prepared]) -> list[Prepared]:
+        """Make the blobs of every prepared message durable, all together (blobs.put_all: one
+        round of fsyncs for the batch instead of two or three per blob): its attachments and,
+        for a message riding in its queue row, its raw bytes. Only after this may the
+        transaction that marks a row done — and drops its inline copy — run. When the write
+        fails, every message of the batch is deferred with its bytes still in its row.
+        """
+        ready = [(row, d) for row, d in batch if isinstance(d, Delivery)]
+        items = [data for row, d in ready for data in _blobs_of(row, d)]
+        try:
+            put_all(self.infra.blobs, items, self._pool())
+        except Exception:  # noqa: BLE001 - a blob store outage must not stop the queue
+            log.warning("writing the blobs of %d inbound messages together failed; writing them one message "
+                        "at a time", len(ready), exc_info=True)
+            # One message's blob (an S3 object refused) must not defer its neighbours with it.
+            return [(row, self._write_alone(row, d) if isinstance(d, Delivery) else d) for row, d in batch]
+        return batch
+
+    def _write_alone(self, row: dict[str, Any], d: Delivery) -> Delivery | str:
+        try:
+            put_all(self.infra.blobs, _blobs_of(row, d))
+        except Exception as exc:  # noqa: BLE001 - deferred with its bytes still in its row
+            log.exception("writing the blobs of inbound queue row %s failed", row["id"])
+            return f"{type(exc).__name__}: {exc}"
+        return d
+
+    def _store_batch(self, batch: list[Prepared]) -> None:
         """Store in as few transactions as keep the writer lock short: a transaction ends once
         it has held the lock for STORE_HOLD_SECONDS, and each is a background writer (see
         storage/db.py WriterLock), so SMTP accepts (whose `250` waits for a commit) never queue
@@ -215,66 +240,100 @@ class InboundService(ServiceBase):
         Raises: what the database raises for a transaction as a whole (its rows stay leased
         and are re-driven when the lease ends, like after a crash).
         """
-        rest = iter(batch)
-        pending = next(rest, None)
-        while pending is not None:
-            with self.db.write(background=True) as conn:
-                held_until = time.monotonic() + STORE_HOLD_SECONDS
-                while pending is not None:
-                    self._store_guarded(conn, *pending)
-                    pending = next(rest, None)
-                    if time.monotonic() > held_until:
-                        break
+        rest = batch
+        while rest:
+            rest = self._store_some(rest)
 
-    def _store_guarded(self, conn: Connection, row: dict[str, Any], prepared: Delivery | str) -> None:
+    def _store_some(self, batch: list[Prepared]) -> list[Prepared]:
+        """One storing transaction; returns what is left for the next. Optimistic: without a
+        savepoint per message (two more statements each). When a message fails, the whole
+        transaction rolls back and runs again with one SAVEPOINT per message, so the failing
+        one is rolled back and deferred alone while the others commit."""
+        try:
+            with self.db.write(background=True) as conn:
+                return self._store_in(conn, batch, guarded=False)
+        except Exception:  # noqa: BLE001 - retried below, where each failure is logged and deferred
+            log.warning("inbound store transaction failed; storing again message by message", exc_info=True)
+        with self.db.write(background=True) as conn:
+            return self._store_in(conn, batch, guarded=True)
+
+    def _store_in(self, conn: Connection, batch: list[Prepared], *, guarded: bool) -> list[Prepared]:
+        """Store from the head of `batch` until the transaction has stored STORE_MIN_MESSAGES
+        and held the writer lock for STORE_HOLD_SECONDS; returns the rest. Which rows are still
+        pending and what they delivered already is read once, and their events and `done`
+        written once at the end."""
+        held_until = time.monotonic() + STORE_HOLD_SECONDS
+        unfinished = inbound_repo.unfinished(conn, [row["id"] for row, _ in batch])
+        outcome, taken = _Outcome(), 0
+        for row, prepared in batch:
+            taken += 1
+            done = unfinished.get(row["id"])
+            if done is not None:  # otherwise another worker finished it meanwhile: its outcome stands
+                self._store_one(conn, row, prepared, done, outcome, guarded)
+            if taken >= STORE_MIN_MESSAGES and time.monotonic() > held_until:
+                break
+        outcome.write(conn, self.clock.now())
+        return batch[taken:]
+
+    def _store_one(self, conn: Connection, row: dict[str, Any], prepared: Delivery | str, done: set[str],
+                   outcome: _Outcome, guarded: bool) -> None:
         if isinstance(prepared, str):
             self._defer(conn, row, prepared)
             return
         try:
-            with conn.begin_nested():
-                self._store(conn, row, prepared)
+            with conn.begin_nested() if guarded else contextlib.nullcontext():
+                events = self._store(conn, row, prepared, done)
+                if guarded:  # its event and `done` inside its savepoint too: a failure there is its own
+                    _Outcome(events, [row["id"]]).write(conn, self.clock.now())
+                    return
         except Exception as exc:  # noqa: BLE001 - rolled back to its savepoint; the rest go on
+            if not guarded:
+                raise  # _store_some rolls the whole transaction back and stores again, guarded
             log.exception("inbound queue row %s failed (attempt %s)", row["id"], row["attempts"] + 1)
             self._defer(conn, row, f"{type(exc).__name__}: {exc}")
+            return
+        outcome.events.extend(events)
+        outcome.done.append(row["id"])
 
     def _defer(self, conn: Connection, row: dict[str, Any], error: str) -> None:
-        if not inbound_repo.is_pending(conn, row["id"]):
-            return  # another worker finished it meanwhile: its outcome stands
+        """Try again later, or give up after MAX_ATTEMPTS. The caller knows the row is pending."""
         now = self.clock.now()
         if row["attempts"] + 1 >= MAX_ATTEMPTS:
-            # The raw message stays in the blob store; the operator can re-queue it.
+            # The raw message stays in its row or the blob store; the operator can re-queue it.
             inbound_repo.finish(conn, row["id"], "failed", now, error[:500])
         else:
             inbound_repo.retry_later(conn, row["id"], now + timedelta(seconds=30 * 2 ** row["attempts"]), error)
 
-    def _store(self, conn: Connection, row: dict[str, Any], d: Delivery) -> None:
-        if not inbound_repo.is_pending(conn, row["id"]):
-            return  # another worker finished it while we were parsing
-        done = messages_repo.delivered_mailboxes(conn, row["id"])
+    def _store(self, conn: Connection, row: dict[str, Any], d: Delivery, done: set[str]) -> list[dict[str, Any]]:
+        """Deliver into every recipient mailbox not delivered yet; returns the audit events."""
+        events = []
         for target in row["recipients"]:
             if target["mailbox_id"] not in done:
-                self._deliver(conn, row, target, d)
-        inbound_repo.finish(conn, row["id"], "done", self.clock.now())
+                event = self._deliver(conn, row, target, d)
+                if event is not None:
+                    events.append(event)
+        return events
 
-    def _deliver(self, conn: Connection, row: dict[str, Any], target: dict[str, Any], d: Delivery) -> None:
+    def _deliver(self, conn: Connection, row: dict[str, Any], target: dict[str, Any],
+                 d: Delivery) -> dict[str, Any] | None:
+        """Store one copy; returns its `inbound.delivered` event, appended with the transaction's others."""
         if target["mailbox_id"].startswith(BOUNCE_TARGET) and self.on_bounce is not None:
             self.on_bounce(conn, target, d.raw)
-            return
+            return None
         box = self._mailbox(conn, target["mailbox_id"])
         if box is None:
-            return  # deleted between acceptance and processing: nothing to deliver into
+            return None  # deleted between acceptance and processing: nothing to deliver into
         caller = system_caller(box["account_id"], interface=INTERFACE.get(row["source"], "system"))
-        report = mailauth.assess(d.author, box["address"].rpartition("@")[2], d.parsed.text, d.auth)
+        report = d.report(box["address"].rpartition("@")[2])
         thread_id = self._thread(conn, box, d.parsed, row["received_at"])
         message_id = new_id("msg")
-        messages_repo.add_message(conn, _message_row(message_id, row, target, box, thread_id, d, report))
+        messages_repo.add_message(conn, _message_row(message_id, target, box, thread_id, d, report))
         messages_repo.add_attachments(conn, _attachment_rows(message_id, d))
         status = "quarantined" if report.quarantine else "received"
-        self.audit(conn, caller, "inbound.delivered", resource_type="message", resource_id=message_id,
-                   mailbox=box["address"], details={
-                       "status": status, "from": d.parsed.from_.address if d.parsed.from_ else None,
-                       "rcpt": target["rcpt"], "queue_id": row["id"], "spf": d.auth.spf.result,
-                       "dmarc": d.auth.dmarc.result, "signals": [s.code for s in report.signals]})
+        return self._event(caller, "inbound.delivered", "ok", "message", message_id, box["address"], {
+            "status": status, "from": d.parsed.from_.address if d.parsed.from_ else None,
+            "rcpt": target["rcpt"], "queue_id": row["id"], "spf": d.auth.spf.result,
+            "dmarc": d.auth.dmarc.result, "signals": [s.code for s in report.signals]})
 
     # (transaction, {mailbox id: row}) of the last storing transaction; see _mailbox.
     _mailboxes: tuple[Any, dict[str, dict[str, Any] | None]] | None = None
@@ -331,11 +390,64 @@ class InboundService(ServiceBase):
 
 
 class Delivery:
-    """What processing computed once per queue row, shared by every recipient mailbox."""
+    """What processing computed once per queue row, shared by every recipient mailbox. Made
+    while preparing (outside the writer lock): every column of the message row that does not
+    depend on the mailbox, and the signals as seen from each recipient's domain."""
 
-    def __init__(self, raw: bytes, parsed: mime.ParsedMessage, auth: AuthResults, author: Any,
-                 blob_keys: list[str]):
-        self.raw, self.parsed, self.auth, self.author, self.blob_keys = raw, parsed, auth, author, blob_keys
+    def __init__(self, row: dict[str, Any], raw: bytes, parsed: mime.ParsedMessage, auth: AuthResults,
+                 author: Any):
+        self.raw, self.parsed, self.auth, self.author = raw, parsed, auth, author
+        # An attachment's sha256 is its content key in every blob store (blobs.content_key).
+        self.blob_keys = [a.sha256 for a in parsed.attachments]
+        self.columns = _message_columns(row, self)
+        self._reports: dict[str, mailauth.SignalReport] = {}
+        for target in row["recipients"]:
+            self.report(target["rcpt"].rpartition("@")[2])  # mostly the mailbox's domain too
+
+    def report(self, domain: str) -> mailauth.SignalReport:
+        """The spam and phishing signals as seen from a mailbox of `domain` (once per domain)."""
+        report = self._reports.get(domain)
+        if report is None:
+            report = self._reports[domain] = mailauth.assess(self.author, domain, self.parsed.text, self.auth)
+        return report
+
+
+Prepared = tuple[dict[str, Any], Delivery | str]  # a leased queue row, and its Delivery or why it failed
+
+
+@dataclass
+class _Outcome:
+    """What one storing transaction writes at its end: the audit events, the rows done."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    done: list[int] = field(default_factory=list)
+
+    def write(self, conn: Connection, at: datetime) -> None:
+        if self.events:
+            audit_repo.append_many(conn, self.events)
+        if self.done:
+            inbound_repo.finish_done(conn, self.done, at)
+
+
+def _chunks(rows: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive rows, up to about `max_bytes` of raw mail per chunk (at least one row each)."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        chunk.append(row)
+        size += row["size"]
+        if size >= max_bytes:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _blobs_of(row: dict[str, Any], d: Delivery) -> list[bytes]:
+    """What the blob store must hold before the row is done: the attachments and, for a
+    message riding in its queue row, its raw bytes."""
+    inline = [d.raw] if row.get("raw") is not None else []
+    return inline + [a.data for a in d.parsed.attachments]
 
 
 def _helo_column(helo: str | None) -> str | None:
@@ -358,22 +470,30 @@ def _addr_list(addresses: Sequence[mime.Address]) -> list[dict[str, str]]:
     return [{"name": a.name, "address": a.address} for a in addresses]
 
 
-def _message_row(message_id: str, row: dict[str, Any], target: dict[str, Any], box: dict[str, Any],
-                 thread_id: str, d: Delivery, report: mailauth.SignalReport) -> dict[str, Any]:
+def _message_row(message_id: str, target: dict[str, Any], box: dict[str, Any], thread_id: str, d: Delivery,
+                 report: mailauth.SignalReport) -> dict[str, Any]:
+    return {
+        **d.columns, "id": message_id, "account_id": box["account_id"], "mailbox_id": box["id"],
+        "mailbox": box["address"], "thread_id": thread_id,
+        "status": "quarantined" if report.quarantine else "received", "rcpt": target["rcpt"],
+        "signals": report.to_dict(),
+    }
+
+
+def _message_columns(row: dict[str, Any], d: Delivery) -> dict[str, Any]:
+    """The message row's columns that every recipient mailbox's copy shares."""
     p = d.parsed
     return {
-        "id": message_id, "account_id": box["account_id"], "mailbox_id": box["id"], "mailbox": box["address"],
-        "thread_id": thread_id, "direction": "inbound",
-        "status": "quarantined" if report.quarantine else "received", "queue_id": row["id"],
+        "direction": "inbound", "queue_id": row["id"],
         "message_id_header": p.message_id, "in_reply_to": p.in_reply_to, "references": list(p.references),
         "subject": p.subject, "from_name": p.from_.name if p.from_ else None,
         "from_addr": p.from_.address if p.from_ else None, "to_addrs": _addr_list(p.to),
         "cc_addrs": _addr_list(p.cc), "reply_to": _addr_list(p.reply_to), "mail_from": row["mail_from"],
-        "rcpt": target["rcpt"], "sent_at": p.date, "received_at": row["received_at"], "size": row["size"],
+        "sent_at": p.date, "received_at": row["received_at"], "size": row["size"],
         "raw_key": row["raw_key"], "text_body": p.text, "html_body": p.html, "snippet": mime.snippet(p.text),
         "headers": [list(h) for h in p.headers], "has_attachments": p.has_attachments,
         "auth": {**d.auth.to_dict(), "header": mailauth.render_header(d.auth, "litemx")},
-        "signals": report.to_dict(), "deleted_content_at": None,
+        "deleted_content_at": None,
     }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from litemx.storage.repo import many
 from litemx.storage.schema import inbound_queue as q
+from litemx.storage.schema import messages
 
 
 # One statement for a whole batch; the ids come back in the rows' order.
@@ -37,13 +38,25 @@ def lease_due(conn: Connection, now: datetime, lease: timedelta, limit: int) -> 
     return rows
 
 
-_STATUS = select(q.c.status).where(q.c.id == bindparam("b_id"))
-_STATUS_LOCKED = _STATUS.with_for_update()
+# The inbound worker's one read per storing transaction (InboundService._store_in), for its batch.
+_UNFINISHED = (select(q.c.id, messages.c.mailbox_id)
+               .select_from(q.outerjoin(messages, messages.c.queue_id == q.c.id))
+               .where(q.c.id.in_(bindparam("b_ids", expanding=True)), q.c.status == "pending")
+               .order_by(q.c.id))
+_UNFINISHED_LOCKED = _UNFINISHED.with_for_update(of=q)
 
 
-def is_pending(conn: Connection, queue_id: int) -> bool:
-    stmt = _STATUS_LOCKED if conn.dialect.name == "postgresql" else _STATUS
-    return conn.execute(stmt, {"b_id": queue_id}).scalar_one_or_none() == "pending"
+def unfinished(conn: Connection, queue_ids: list[int]) -> dict[int, set[str]]:
+    """Which of these rows are still pending, each with the mailboxes it has a message in
+    already (re-driving never duplicates). PostgreSQL: the rows stay locked (taken in id
+    order, so two workers never deadlock) until the transaction ends."""
+    stmt = _UNFINISHED_LOCKED if conn.dialect.name == "postgresql" else _UNFINISHED
+    found: dict[int, set[str]] = {}
+    for queue_id, mailbox_id in conn.execute(stmt, {"b_ids": queue_ids}):
+        delivered = found.setdefault(int(queue_id), set())
+        if mailbox_id is not None:
+            delivered.add(mailbox_id)
+    return found
 
 
 _FINISH = (update(q).where(q.c.id == bindparam("b_id"))
@@ -60,6 +73,12 @@ def finish(conn: Connection, queue_id: int, status: str, at: datetime, error: st
     now); a failed one keeps it, so an operator can still re-queue the message."""
     stmt = _FINISH_DONE if status == "done" else _FINISH
     conn.execute(stmt, {"b_id": queue_id, "b_status": status, "b_at": at, "b_error": error})
+
+
+def finish_done(conn: Connection, queue_ids: list[int], at: datetime) -> None:
+    """finish(..., "done") for many rows in one executemany."""
+    if queue_ids:
+        conn.execute(_FINISH_DONE, [{"b_id": i, "b_status": "done", "b_at": at, "b_error": None} for i in queue_ids])
 
 
 def retry_later(conn: Connection, queue_id: int, at: datetime, error: str) -> None:

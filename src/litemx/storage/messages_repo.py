@@ -52,13 +52,6 @@ def add_message(conn: Connection, values: dict[str, Any]) -> int:
     return seq
 
 
-_DELIVERED = select(messages.c.mailbox_id).where(messages.c.queue_id == bindparam("b_queue"))
-
-
-def delivered_mailboxes(conn: Connection, queue_id: int) -> set[str]:
-    return set(conn.execute(_DELIVERED, {"b_queue": queue_id}).scalars())
-
-
 def add_attachments(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(_ADD_ATTACHMENTS, rows)
