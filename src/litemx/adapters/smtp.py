@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import logging
 import re
 import socket
@@ -204,6 +205,9 @@ class MxSMTP(SMTP):
     def _create_envelope(self) -> MxEnvelope:
         return MxEnvelope()
 
+    def __dir__(self) -> list[str]:
+        return _hook_names(type(self), ("smtp_", "auth_"))
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's path parsing (the same email._header_value_parser calls and limits)
         without the typing.Protocol class it defines on every MAIL and RCPT: ~3 % of an MX
@@ -324,6 +328,25 @@ class MxSMTP(SMTP):
             raise ConnectionResetError("connection closed during DATA") from None
 
 
+_HOOK_NAMES: dict[tuple[type, tuple[str, ...]], list[str]] = {}
+
+
+def _hook_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
+    """The attribute names aiosmtpd looks for on each new connection, once per class.
+
+    aiosmtpd's SMTP.__init__ finds the command methods (`smtp_*`), AUTH mechanisms (`auth_*`)
+    and handler hooks (`handle_*`) with dir() and inspect.getmembers() of the protocol and the
+    handler, for every connection (with inspect.signature below, MxSMTP() took 0.26-0.39 ms of
+    CPU here, 0.10-0.19 ms without). Those names are fixed by the classes, so MxSMTP and
+    MxHandler answer dir() with them alone, computed on first use. (dir() of these objects
+    therefore lists only their hooks.)
+    """
+    names = _HOOK_NAMES.get((cls, prefixes))
+    if names is None:
+        names = _HOOK_NAMES[(cls, prefixes)] = sorted(n for n in dir(cls) if n.startswith(prefixes))
+    return list(names)
+
+
 def _write_and_close(transport: asyncio.BaseTransport, reply: str) -> None:
     writer = cast(asyncio.WriteTransport, transport)
     writer.write(reply.encode("ascii") + b"\r\n")
@@ -339,6 +362,9 @@ class MxHandler:
     def __init__(self, inbound: InboundService, executor: ThreadPoolExecutor | None = None):
         self.inbound = inbound
         self.executor = executor  # None: asyncio's default pool
+
+    def __dir__(self) -> list[str]:
+        return _hook_names(type(self), ("handle_", "auth_"))  # see _hook_names
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
@@ -397,6 +423,11 @@ class MxHandler:
         # Never an exception text to the peer: log it, and ask the sender to retry (SPEC §5).
         log.error("SMTP session error", exc_info=error)
         return TEMPFAIL
+
+
+# aiosmtpd inspects the EHLO hook's signature on every connection (to tell its old 4-argument
+# form from the 5-argument one); a precomputed __signature__ spares inspect its work.
+MxHandler.handle_EHLO.__signature__ = inspect.signature(MxHandler.handle_EHLO)  # type: ignore[attr-defined]
 
 
 def ehlo_lines(responses: list[str]) -> list[str]:
