@@ -4,6 +4,8 @@ whole tree stops on SIGTERM — or dies with the supervisor, never leaving orpha
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import time
@@ -15,7 +17,10 @@ import pytest
 
 from litemx.app import Services
 from litemx.errors import InvalidRequest
+from litemx.service.inbound_spool import spool_directory
+from litemx import supervisor
 from litemx.settings import Settings
+from litemx.storage.spool import ImportIncomplete, StoreUnavailable
 from litemx.supervisor import ProcessPlan
 from tests.support.live import wait_for
 from tests.support.smtp import ServeProcess, count, host_project, message, send, serve_process
@@ -78,6 +83,8 @@ def test_mail_accepted_by_any_front_process_is_delivered_by_the_worker_and_sigte
     assert serve.stop() == 0
     assert not any(_alive(pid) for pid in children)
     assert "litemx stopped" in serve.log
+    spool = spool_directory(services.infra.db)  # SQLite: the fronts spooled; all of it imported
+    assert spool is None or not list(spool.iterdir())
 
 
 def test_a_child_that_dies_is_started_again(services, serve):
@@ -104,3 +111,48 @@ def test_children_die_with_the_supervisor(services, serve):
     assert not any(_alive(pid) for pid in children)
     serve.start()  # the ports are free again: nothing was left listening
     assert serve.stop() == 0
+
+
+def test_the_spool_is_imported_at_stop_also_when_the_children_keep_dying(monkeypatch):
+    imported: list[Settings] = []
+    monkeypatch.setattr(supervisor, "_import_at_stop", imported.append)
+
+    class GivesUp:
+        def run(self) -> None:
+            raise SystemExit(1)  # Supervisor._count_restart: too many restarts
+
+    settings = Settings()
+    with pytest.raises(SystemExit):
+        supervisor.run_then_import(GivesUp(), settings)  # type: ignore[arg-type]
+    assert imported == [settings]
+
+
+def test_a_failing_spool_import_is_retried_with_growing_pauses_and_logged_once_in_full(caplog):
+    error = ImportIncomplete(0, 1)
+    error.__cause__ = StoreUnavailable("database is locked")
+
+    class Failing:
+        fail = True
+
+        def run(self) -> int:
+            if self.fail:
+                raise error
+            return 2
+
+    failing = Failing()
+    importer = supervisor.SpoolImporter(None, failing)  # type: ignore[arg-type]
+
+    async def passes(n: int) -> list[float]:
+        waits = []
+        for _ in range(n):
+            await importer._import()
+            waits.append(importer.retry)
+        return waits
+
+    with caplog.at_level(logging.ERROR, "litemx"):
+        waits = asyncio.run(passes(8))
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert sum(r.exc_info is not None for r in caplog.records) == 1
+    assert "database is locked" in caplog.records[-1].getMessage()
+    failing.fail = False
+    assert asyncio.run(importer._import()) == 2 and importer.retry == 0.0

@@ -26,6 +26,7 @@ import uvicorn
 from litemx.adapters.http.app import create_app
 from litemx.adapters.smtp import MxListener, start_mx
 from litemx.app import Services, build_services
+from litemx.service.inbound_spool import import_leftovers
 from litemx.settings import Settings
 from litemx.workers import DnsRecheckWorker, InboundWorker, OutboundWorker, RetentionWorker
 
@@ -47,6 +48,8 @@ def serve(settings: Settings) -> None:
         return
     services = build_services(settings)
     try:
+        # What an earlier pre-fork server spooled (supervisor.py); logs and goes on when it cannot.
+        import_leftovers(services.infra.db)
         asyncio.run(_serve(settings, services))
     finally:
         services.close()

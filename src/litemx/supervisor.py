@@ -15,6 +15,11 @@ database is the only place state lives (ARCHITECTURE.md: several nodes may share
 database). A front process wakes the workers through a pipe (one byte per accepted message
 or queued send), so processing starts at once instead of at the next poll.
 
+On SQLite a front answers `250` once the message is synced into its own spool file, and the
+workers import the spools into the queue (storage/spool.py, SpoolImporter below): accepting
+never waits for the database's single writer lock, which the workers' transactions hold too.
+The supervisor imports what is left before it starts the children and after they stopped.
+
 A child that dies is started again (a bounded number of times per minute); a child whose
 supervisor dies is killed by the kernel (PR_SET_PDEATHSIG), so a crash of `litemx serve` is
 a crash of all of it, never orphaned listeners. SIGTERM/SIGINT stop the children with SIGTERM
@@ -24,6 +29,7 @@ a crash of all of it, never orphaned listeners. SIGTERM/SIGINT stop the children
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import logging
@@ -33,11 +39,15 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from litemx.adapters.smtp import tls_context
-from litemx.app import build_services
+from litemx.app import Services, build_services
 from litemx.server import Front, bind_http, log_listening, start_workers, stop_event, stop_workers
+from litemx.service.inbound_spool import SpoolImport, import_leftovers, spool_directory
 from litemx.settings import Settings
+from litemx.storage.db import Database
+from litemx.storage.spool import ImportIncomplete, SpoolWriter
 
 log = logging.getLogger("litemx")
 
@@ -48,6 +58,10 @@ RESTARTS_PER_MINUTE = 5  # more than this and the supervisor gives up instead of
 LISTEN_BACKLOG = 1024  # connections the kernel queues for the listeners while all are busy
 MAX_AUTO_PROCESSES = 8
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+SPOOL_POLL_SECONDS = 1.0  # a worker imports the spool at least this often (wake-ups come first)
+SPOOL_IMPORT_GAP = 0.05  # ... and at most this often
+SPOOL_RETRY_FIRST = 0.5  # after a failed import (database down, locked), wait this long, doubling ...
+SPOOL_RETRY_MAX = 30.0  # ... up to this
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,8 @@ def supervise(settings: Settings, plan: ProcessPlan) -> None:
         # What a previous server had claimed is due again now; the workers never release leases
         # themselves (a restarted one would take its live siblings' claimed rows too).
         services.inbound.release_leases()
+        # Mail a previous server spooled and did not import (logged, not fatal: the workers retry).
+        import_leftovers(services.infra.db)
     finally:
         services.close()
     tls_context(settings)
@@ -116,8 +132,28 @@ def supervise(settings: Settings, plan: ProcessPlan) -> None:
     supervisor = Supervisor(shared, [("front", i) for i in range(plan.fronts)] +
                             [("worker", i) for i in range(plan.workers)])
     log_listening(settings, f", {plan.fronts} front + {plan.workers} worker processes")
-    supervisor.run()
+    run_then_import(supervisor, settings)
     log.info("litemx stopped")
+
+
+def run_then_import(supervisor: Supervisor, settings: Settings) -> None:
+    """Run the children; then, however that ended (also SystemExit when they keep dying),
+    queue what the fronts spooled last."""
+    try:
+        supervisor.run()
+    finally:
+        _import_at_stop(settings)
+
+
+def _import_at_stop(settings: Settings) -> None:
+    """Queue what the fronts spooled last, so a stopped server leaves nothing in its spool."""
+    db = Database(settings.resolved_database_url)
+    try:
+        import_leftovers(db)
+    except Exception:  # noqa: BLE001 - top-level: the records stay and the next start imports them
+        log.exception("could not import the spool at stop")
+    finally:
+        db.dispose()
 
 
 def _listen(sock: socket.socket) -> socket.socket:
@@ -240,10 +276,14 @@ async def _run_front(shared: Shared) -> None:
     try:
         services.inbound.on_accept = shared.inbound.poke
         services.sending.on_queue = shared.outbound.poke
+        directory = spool_directory(services.infra.db)
+        spool = services.inbound.spool = SpoolWriter(directory) if directory is not None else None
         stop = stop_event((signal.SIGTERM,))
         front = await Front.start(shared.settings, services, shared.http, shared.smtp)
         await front.run_until(stop)
         await front.stop_mx()
+        if spool is not None:
+            await spool.close()  # sealed: the workers (or the supervisor at stop) import the rest
         await front.stop_http()
     finally:
         services.close()
@@ -256,12 +296,17 @@ async def _run_worker(shared: Shared, index: int) -> None:
         scheduled = index == 0
         workers = start_workers(shared.settings, services, scheduled=scheduled, release_leases=False)
         loop = asyncio.get_running_loop()
-        if shared.settings.inbound_worker:
+        directory = spool_directory(services.infra.db)
+        importer = SpoolImporter.start(services, directory) if directory is not None else None
+        if importer is not None:
+            # Even with processing off (LITEMX_INBOUND_WORKER=0), accepted mail reaches the queue.
+            shared.inbound.listen(loop, importer.wake.set)
+        elif shared.settings.inbound_worker:
             shared.inbound.listen(loop, lambda: _call(services.inbound.on_accept))
         if scheduled and shared.settings.outbound_worker:
             shared.outbound.listen(loop, lambda: _call(services.sending.on_queue))
         await stop.wait()
-        await stop_workers(workers)
+        await stop_workers([*workers, *([importer.task] if importer is not None else [])])
     finally:
         services.close()
 
@@ -269,3 +314,57 @@ async def _run_worker(shared: Shared, index: int) -> None:
 def _call(wake: Callable[[], None] | None) -> None:
     if wake is not None:
         wake()
+
+
+@dataclass
+class SpoolImporter:
+    """A worker process's part of the accept spool: woken by the fronts' pipe (and polling as a
+    backstop), it moves spooled records into the queue, then wakes the inbound worker."""
+
+    services: Services
+    spool: SpoolImport
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] = field(init=False)
+
+    @classmethod
+    def start(cls, services: Services, directory: Path) -> SpoolImporter:
+        importer = cls(services, SpoolImport(services.infra.db, directory))
+        importer.task = asyncio.create_task(importer.run())
+        return importer
+
+    retry: float = 0.0  # the wait after the last failed pass; 0 while imports succeed
+
+    async def run(self) -> None:
+        while True:
+            woken = False
+            with contextlib.suppress(TimeoutError):
+                woken = await asyncio.wait_for(self.wake.wait(), SPOOL_POLL_SECONDS)
+            self.wake.clear()
+            if await self._import() or woken:
+                # Woken also for mail that bypassed the spool (large messages are committed directly).
+                _call(self.services.inbound.on_accept)
+            # A pass that finds records costs a transaction and three fsyncs however many it
+            # carries: during a burst, one pass per gap imports many at once, not one per wake-up.
+            # A failing database is not hammered (nor the log flooded) every gap.
+            await asyncio.sleep(max(SPOOL_IMPORT_GAP, self.retry))
+
+    async def _import(self) -> int:
+        job = asyncio.ensure_future(asyncio.to_thread(self.spool.run))
+        try:
+            stored = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])  # let the thread finish its transaction before the pool closes
+            raise
+        except Exception as exc:  # noqa: BLE001 - top-level handler: the records stay for the next pass
+            self._failed(exc)
+            return exc.stored if isinstance(exc, ImportIncomplete) else 0
+        self.retry = 0.0
+        return stored
+
+    def _failed(self, exc: Exception) -> None:
+        first = self.retry == 0.0
+        self.retry = min(SPOOL_RETRY_MAX, self.retry * 2 or SPOOL_RETRY_FIRST)
+        cause = exc.__cause__ or exc
+        # The traceback once per streak of failures; then one line per attempt.
+        log.error("spool import failed (%s: %s); next attempt in %.1f s", type(cause).__name__, cause,
+                  self.retry, exc_info=exc if first else None)

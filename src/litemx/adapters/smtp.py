@@ -1,7 +1,9 @@
 """The MX listener (SPEC §5) on aiosmtpd 1.4: the handler hooks are the SMTP seam.
 
 RCPT is decided at SMTP time by the routing service; DATA answers `250` only after
-InboundService.accept has made the message durable (blob fsynced, queue row committed).
+InboundService has made the message durable: a small one synced into the front process's spool
+(storage/spool.py) or its queue row committed, from the event loop; a large one fsynced into the
+blob store and its row committed, from a thread.
 Database and blob-store work runs in the MX's own thread pool so the event loop keeps serving
 other sessions. It is sized for waiting, not for CPU: an accept spends most of its time in
 fsync with the GIL released, and the more accepts are in flight the more queue rows share one
@@ -48,6 +50,7 @@ from litemx.core.ids import new_id
 from litemx.errors import InvalidRequest
 from litemx.service.inbound import InboundService
 from litemx.service.routing import Route
+from litemx.storage.spool import SpoolError  # raised through InboundService.accept_async
 from litemx.settings import Settings
 
 log = logging.getLogger("litemx.smtp")
@@ -421,7 +424,10 @@ class MxHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         # Never an exception text to the peer: log it, and ask the sender to retry (SPEC §5).
-        log.error("SMTP session error", exc_info=error)
+        if isinstance(error, SpoolError):  # a known state (backlog full, segment failed): one line
+            log.warning("SMTP accept refused for now: %s", error)
+        else:
+            log.error("SMTP session error", exc_info=error)
         return TEMPFAIL
 
 
