@@ -207,7 +207,9 @@ def _scale_target(scale: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                <= scale.get("notmuch_search", {}).get(name, {}).get("bindings_messages", {}).get("p95_ms", 0))
     return [(f"Search p95 at {scale['params']['count']:,} messages (worst query)", "≤ 20 ms and ≤ notmuch",
              f"{fmt(service, 2)} ms (notmuch {fmt(nm, 2)} ms); LiteMX at or under notmuch on {wins} of "
-             f"{len(scale.get('queries', {}))} queries", _ok(service, min(20.0, nm or 20.0), higher_is_better=False))]
+             f"{len(scale.get('queries', {}))} queries",
+             # per query, as the issue asks: every query at or under notmuch's p95, and all under 20 ms
+             "yes" if service is not None and service <= 20.0 and wins == len(scale.get("queries", {})) else "**no**")]
 
 
 def _worst(search: dict[str, Any], key: str, stat: str, side: str = "litemx_search") -> float | None:
