@@ -419,8 +419,9 @@ def save(name: str, result: dict[str, Any]) -> Path:
 
 
 def load(name: str) -> dict[str, Any]:
-    """What `save(name, ...)` wrote last under this BENCH_WORK."""
-    result: dict[str, Any] = json.loads((RESULTS / f"{name}.json").read_text())
+    """What `save(name, ...)` wrote last under this BENCH_WORK; {} when nothing was."""
+    path = RESULTS / f"{name}.json"
+    result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     return result
 
 

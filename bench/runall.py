@@ -47,7 +47,7 @@ def _top_processes() -> list[str]:
 
 def main() -> int:
     if os.environ.get("BENCH_REPORT_ONLY") == "1":  # rewrite RESULTS.md from the last run's saved JSON
-        write_results(_load("run"))
+        write_results(common.load("run"))
         return 0
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").replace(",", " ").split()))
     started = datetime.now(UTC)
@@ -99,11 +99,6 @@ def _kept_scales() -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: r["params"]["count"])
 
 
-def _load(name: str) -> dict[str, Any]:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def _ok(value: float | None, target: float, higher_is_better: bool = True) -> str:
     if value is None or value != value:
         return "n/a"
@@ -111,7 +106,7 @@ def _ok(value: float | None, target: float, higher_is_better: bool = True) -> st
 
 
 def write_results(meta: dict[str, Any]) -> None:
-    ingest, search, api, send = _load("smtp_ingest"), _load("search"), _load("api"), _load("send")
+    ingest, search, api, send = common.load("smtp_ingest"), common.load("search"), common.load("api"), common.load("send")
     m = meta["machine"]
     lines = ["# LiteMX benchmark results", ""]
     if meta["preliminary"]:
@@ -144,7 +139,7 @@ def write_results(meta: dict[str, Any]) -> None:
         lines += _search_scale_section(scale)
     lines += _api_section(api)
     lines += _send_section(send)
-    lines += _whatif_section(_load("whatif"))
+    lines += _whatif_section(common.load("whatif"))
     (BENCH_DIR / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 

@@ -40,19 +40,12 @@ CHUNK = 2_000  # messages per parse round and per storing transaction
 def _parse(item: tuple[str, str, str, str, str]) -> dict[str, Any]:
     """In a pool process: the fields add_message stores, from the product's parser."""
     from litemx.core import mime
+    from litemx.service.inbound import parsed_columns
 
     name, corpus_dir, mail_from, rcpt, date = item
     raw = (Path(corpus_dir) / "eml" / name).read_bytes().replace(b"\n", b"\r\n")
-    p = mime.parse_message(raw)
-    addr = lambda items: [{"name": a.name, "address": a.address} for a in items]  # noqa: E731
-    return {"rcpt": rcpt, "received_at": datetime.fromisoformat(date), "mail_from": mail_from,
-            "message_id_header": p.message_id, "in_reply_to": p.in_reply_to, "references": list(p.references),
-            "subject": p.subject, "from_name": p.from_.name if p.from_ else None,
-            "from_addr": p.from_.address if p.from_ else None, "to_addrs": addr(p.to), "cc_addrs": addr(p.cc),
-            "reply_to": addr(p.reply_to), "sent_at": p.date, "size": len(raw),
-            "raw_key": hashlib.sha256(raw).hexdigest(), "text_body": p.text, "html_body": p.html,
-            "snippet": mime.snippet(p.text), "headers": [list(h) for h in p.headers],
-            "has_attachments": p.has_attachments}
+    return {**parsed_columns(mime.parse_message(raw)), "rcpt": rcpt, "received_at": datetime.fromisoformat(date),
+            "mail_from": mail_from, "size": len(raw), "raw_key": hashlib.sha256(raw).hexdigest()}
 
 
 def _store(conn: Any, boxes: dict[str, dict[str, Any]], m: dict[str, Any]) -> None:
@@ -156,6 +149,9 @@ def retime(corpus_dir: Path, rounds: int) -> int:
     from litemx.settings import Settings
 
     results = common.load("search")
+    if not results:
+        say(f"  nothing to retime: no search results under {WORK} (run without --retime first)")
+        return 1
     data = WORK / "search-data"
     clock = search.SettableClock()
     with StubDns() as dns:

@@ -492,18 +492,24 @@ def _message_row(message_id: str, target: dict[str, Any], box: dict[str, Any], t
 
 def _message_columns(row: dict[str, Any], d: Delivery) -> dict[str, Any]:
     """The message row's columns that every recipient mailbox's copy shares."""
-    p = d.parsed
     return {
-        "direction": "inbound", "queue_id": row["id"],
+        **parsed_columns(d.parsed), "direction": "inbound", "queue_id": row["id"], "mail_from": row["mail_from"],
+        "received_at": row["received_at"], "size": row["size"], "raw_key": row["raw_key"],
+        "auth": {**d.auth.to_dict(), "header": mailauth.render_header(d.auth, "litemx")},
+        "deleted_content_at": None,
+    }
+
+
+def parsed_columns(p: mime.ParsedMessage) -> dict[str, Any]:
+    """The message row's columns that come from the parsed message alone (bench/search_bulk.py
+    loads large stores with them too)."""
+    return {
         "message_id_header": p.message_id, "in_reply_to": p.in_reply_to, "references": list(p.references),
         "subject": p.subject, "from_name": p.from_.name if p.from_ else None,
         "from_addr": p.from_.address if p.from_ else None, "to_addrs": _addr_list(p.to),
-        "cc_addrs": _addr_list(p.cc), "reply_to": _addr_list(p.reply_to), "mail_from": row["mail_from"],
-        "sent_at": p.date, "received_at": row["received_at"], "size": row["size"],
-        "raw_key": row["raw_key"], "text_body": p.text, "html_body": p.html, "snippet": mime.snippet(p.text),
+        "cc_addrs": _addr_list(p.cc), "reply_to": _addr_list(p.reply_to), "sent_at": p.date,
+        "text_body": p.text, "html_body": p.html, "snippet": mime.snippet(p.text),
         "headers": [list(h) for h in p.headers], "has_attachments": p.has_attachments,
-        "auth": {**d.auth.to_dict(), "header": mailauth.render_header(d.auth, "litemx")},
-        "deleted_content_at": None,
     }
 
 
