@@ -48,9 +48,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from litemx.core.ids import new_id
 from litemx.errors import InvalidRequest
-from litemx.service.inbound import InboundService
+from litemx.service.inbound import InboundService, SpoolError
 from litemx.service.routing import Route
-from litemx.storage.spool import SpoolError  # raised through InboundService.accept_async
 from litemx.settings import Settings
 
 log = logging.getLogger("litemx.smtp")

@@ -38,6 +38,7 @@ from litemx.service.routing import Route, RoutingService
 from litemx.storage import audit_repo, directory_repo, inbound_repo, messages_repo
 from litemx.storage.blobs import content_key, put_all
 from litemx.storage.group_commit import GroupInserter
+from litemx.storage.spool import SpoolError as SpoolError  # re-exported: accept_async raises it (MX: 451)
 from litemx.storage.spool import SpoolWriter
 
 log = logging.getLogger("litemx.inbound")
