@@ -35,7 +35,8 @@ from litemx.service import render
 from litemx.service.base import Infra, ServiceBase, event_row, not_found, operation
 from litemx.service.directory import DirectoryService
 from litemx.service.principal import Caller
-from litemx.service.retention import BATCH, delete_unreferenced
+from litemx.service.blob_refs import delete_unreferenced
+from litemx.service.retention import BATCH
 from litemx.service.zipstream import ZipStream
 from litemx.storage import audit_repo, tokens_repo
 from litemx.storage import retention_repo as repo

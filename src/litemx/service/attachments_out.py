@@ -3,17 +3,16 @@
 - Bytes go to the content-addressed blob store, metadata to `draft_attachments` (drafts) or
   `attachments` (the sent message). The same bytes are one blob, whoever holds them.
 - Blobs are written inside the transaction that adds the rows referencing them, after the
-  caller's checks passed, and re-checked after commit: on PostgreSQL a retention run could
-  have judged the same bytes unreferenced (our rows not yet committed) and deleted them in
-  between; putting them back then is idempotent.
-- A blob is deleted only when no `*_key` column still references it (retention_repo), so
+  caller's checks passed, and held there (service/blob_refs) so a concurrent retention run
+  cannot judge them unreferenced and delete them before those rows commit.
+- A blob is deleted only when no `*_key` column still references it (blob_refs), so
   replacing or deleting a draft's attachments never touches bytes a message or another draft
   still holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,16 +22,17 @@ from litemx.core.compose import OutgoingAttachment
 from litemx.core.ids import new_id
 from litemx.errors import Unavailable
 from litemx.ports import BlobStore
-from litemx.storage import retention_repo
+from litemx.service import blob_refs
 
 
-def draft_rows(blobs: BlobStore, draft_id: str, files: Sequence[OutgoingAttachment],
+def draft_rows(conn: Connection, blobs: BlobStore, draft_id: str, files: Sequence[OutgoingAttachment],
                now: datetime) -> list[dict[str, Any]]:
-    """Store each file's bytes; the `draft_attachments` rows pointing at them."""
+    """Store each file's bytes, held for this transaction; the `draft_attachments` rows pointing at them."""
+    keys = blob_refs.put_held(conn, blobs, [f.data for f in files])
     return [{"id": new_id("dat"), "draft_id": draft_id, "position": i, "filename": f.filename,
-             "content_type": f.content_type, "size": len(f.data), "blob_key": blobs.put(f.data),
+             "content_type": f.content_type, "size": len(f.data), "blob_key": key,
              "content_id": f.content_id, "disposition": f.disposition, "created_at": now}
-            for i, f in enumerate(files)]
+            for i, (f, key) in enumerate(zip(files, keys, strict=True))]
 
 
 def message_rows(message_id: str, files: Sequence[OutgoingAttachment], keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -60,22 +60,6 @@ def load(blobs: BlobStore, rows: Sequence[dict[str, Any]]) -> list[OutgoingAttac
         files.append(OutgoingAttachment(row["filename"], row["content_type"], data, row["content_id"],
                                         row["disposition"] == "inline"))
     return files
-
-
-def ensure_stored(blobs: BlobStore, files: Iterable[OutgoingAttachment], keys: Iterable[str]) -> None:
-    """After commit: put back any blob a concurrent retention run removed before it saw our rows."""
-    for f, key in zip(files, keys, strict=True):
-        if not blobs.exists(key):
-            blobs.put(f.data)
-
-
-def discard(conn: Connection, blobs: BlobStore, keys: Iterable[str]) -> int:
-    """Delete the blobs among `keys` nothing references any more (call after removing the rows)."""
-    keys = set(keys)
-    if not keys:
-        return 0
-    doomed = keys - retention_repo.referenced_keys(conn, keys)
-    return sum(1 for key in sorted(doomed) if blobs.delete(key))
 
 
 def render(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from litemx.core.addresses import Address, parse_address, parse_domain
 from litemx.core.ids import new_id
 from litemx.errors import Conflict, Forbidden, invalid_field
-from litemx.service import attachments_out, render
+from litemx.service import blob_refs, render
 from litemx.service.base import ServiceBase, not_found, operation
 from litemx.service.principal import Caller
 from litemx.storage import directory_repo as repo
@@ -150,7 +150,7 @@ class DirectoryService(ServiceBase):
             # Its drafts go with it (FK cascade); their attachment blobs only when nothing else holds them.
             draft_keys = retention_repo.delete_mailbox_draft_attachments(conn, row["id"])
             repo.delete_mailbox(conn, row["id"])
-            attachments_out.discard(conn, self.infra.blobs, draft_keys)
+            blob_refs.delete_unreferenced(conn, self.infra.blobs, draft_keys)
             self.audit(conn, caller, "mailbox.delete", resource_type="mailbox", resource_id=row["id"],
                        mailbox=row["address"])
         return {"deleted": True, "address": row["address"]}

@@ -25,7 +25,7 @@ from litemx.core.addresses import parse_address
 from litemx.core.ids import new_id
 from litemx.core.mime import Address
 from litemx.errors import Conflict, invalid_field
-from litemx.service import attachments_out
+from litemx.service import attachments_out, blob_refs
 from litemx.service.base import Infra, ServiceBase, not_found, operation
 from litemx.service.directory import DirectoryService
 from litemx.service.principal import Caller
@@ -55,11 +55,10 @@ class DraftService(ServiceBase):
             box = self.directory.visible_mailbox(conn, caller, mailbox)
             row = self._new_row(caller, box, fields)
             sending_repo.add_draft(conn, row)
-            stored = attachments_out.draft_rows(self.infra.blobs, row["id"], files, row["created_at"])
+            stored = attachments_out.draft_rows(conn, self.infra.blobs, row["id"], files, row["created_at"])
             sending_repo.add_draft_attachments(conn, stored)
             self.audit(conn, caller, "draft.create", resource_type="draft", resource_id=row["id"],
                        mailbox=box["address"], details=_files_detail(stored) if stored else None)
-        attachments_out.ensure_stored(self.infra.blobs, files, [a["blob_key"] for a in stored])
         return render_draft(row, stored)
 
     @operation("drafts.list")
@@ -109,14 +108,12 @@ class DraftService(ServiceBase):
             details: dict[str, Any] = {"fields": sorted(changes)}
             if replace:
                 old_keys = sending_repo.delete_draft_attachments(conn, row["id"])
-                current = attachments_out.draft_rows(self.infra.blobs, row["id"], files, values["updated_at"])
+                current = attachments_out.draft_rows(conn, self.infra.blobs, row["id"], files, values["updated_at"])
                 sending_repo.add_draft_attachments(conn, current)
-                attachments_out.discard(conn, self.infra.blobs, old_keys)
+                blob_refs.delete_unreferenced(conn, self.infra.blobs, old_keys)
                 details.update(_files_detail(current))
             self.audit(conn, caller, "draft.update", resource_type="draft", resource_id=row["id"],
                        mailbox=row["mailbox"], details=details)
-        if replace:
-            attachments_out.ensure_stored(self.infra.blobs, files, [a["blob_key"] for a in current])
         return render_draft(new, current)
 
     @operation("drafts.delete")
@@ -126,7 +123,7 @@ class DraftService(ServiceBase):
             row = _unsent(visible_draft(conn, caller, draft_id, lock=True))
             keys = sending_repo.delete_draft_attachments(conn, row["id"])
             sending_repo.delete_draft(conn, row["id"])
-            attachments_out.discard(conn, self.infra.blobs, keys)
+            blob_refs.delete_unreferenced(conn, self.infra.blobs, keys)
             self.audit(conn, caller, "draft.delete", resource_type="draft", resource_id=row["id"],
                        mailbox=row["mailbox"])
         return {"deleted": True, "id": row["id"]}

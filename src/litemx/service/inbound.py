@@ -30,7 +30,7 @@ from litemx.core.delivery import BOUNCE_TARGET
 from litemx.core.ids import new_id
 from litemx.core.threading import candidate_ids, decide_thread
 from litemx.mailauth import AuthResults
-from litemx.service import inbound_spool
+from litemx.service import blob_refs, inbound_spool
 from litemx.service import simulate as sim
 from litemx.service.base import Infra, ServiceBase, operation
 from litemx.service.principal import Caller, system_caller
@@ -224,7 +224,7 @@ class InboundService(ServiceBase):
         fails, every message of the batch is deferred with its bytes still in its row.
         """
         ready = [(row, d) for row, d in batch if isinstance(d, Delivery)]
-        items = [data for row, d in ready for data in _blobs_of(row, d)]
+        items = [data for row, d in ready for data in _blob_items(row, d).values()]
         try:
             put_all(self.infra.blobs, items, self._pool())
         except Exception:  # noqa: BLE001 - a blob store outage must not stop the queue
@@ -236,7 +236,7 @@ class InboundService(ServiceBase):
 
     def _write_alone(self, row: dict[str, Any], d: Delivery) -> Delivery | str:
         try:
-            put_all(self.infra.blobs, _blobs_of(row, d))
+            put_all(self.infra.blobs, list(_blob_items(row, d).values()))
         except Exception as exc:  # noqa: BLE001 - deferred with its bytes still in its row
             log.exception("writing the blobs of inbound queue row %s failed", row["id"])
             return f"{type(exc).__name__}: {exc}"
@@ -274,6 +274,9 @@ class InboundService(ServiceBase):
         pending and what they delivered already is read once, and their events and `done`
         written once at the end."""
         held_until = time.monotonic() + STORE_HOLD_SECONDS
+        # Blobs were written before this transaction (_write_blobs): hold their keys now, so no
+        # retention run deletes a shared attachment before these rows commit (service/blob_refs).
+        blob_refs.hold(conn, [key for row, d in batch if isinstance(d, Delivery) for key in _blob_items(row, d)])
         unfinished = inbound_repo.unfinished(conn, [row["id"] for row, _ in batch])
         outcome, taken = _Outcome(), 0
         for row, prepared in batch:
@@ -293,6 +296,7 @@ class InboundService(ServiceBase):
             return
         try:
             with conn.begin_nested() if guarded else contextlib.nullcontext():
+                blob_refs.put_missing(self.infra.blobs, _blob_items(row, prepared))
                 events = self._store(conn, row, prepared, done)
                 if guarded:  # its event and `done` inside its savepoint too: a failure there is its own
                     _Outcome(events, [row["id"]]).write(conn, self.clock.now())
@@ -454,11 +458,12 @@ def _chunks(rows: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[st
         yield chunk
 
 
-def _blobs_of(row: dict[str, Any], d: Delivery) -> list[bytes]:
-    """What the blob store must hold before the row is done: the attachments and, for a
-    message riding in its queue row, its raw bytes."""
-    inline = [d.raw] if row.get("raw") is not None else []
-    return inline + [a.data for a in d.parsed.attachments]
+def _blob_items(row: dict[str, Any], d: Delivery) -> dict[str, bytes]:
+    """What the blob store must hold before the row is done, by key: the attachments and, for
+    a message riding in its queue row, its raw bytes."""
+    items = {row["raw_key"]: d.raw} if row.get("raw") is not None else {}
+    items.update(zip(d.blob_keys, (a.data for a in d.parsed.attachments), strict=True))
+    return items
 
 
 def _helo_column(helo: str | None) -> str | None:

@@ -27,16 +27,14 @@ under a cluster-wide job lock; `POST /api/retention/run` sweeps the caller's acc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
-
 from litemx.errors import invalid_field
-from litemx.ports import BlobStore
 from litemx.service.base import Infra, ServiceBase, operation
+from litemx.service.blob_refs import delete_unreferenced
 from litemx.service.directory import DirectoryService
 from litemx.service.principal import Caller, system_caller
 from litemx.service.render import iso
@@ -68,21 +66,6 @@ class CleanupCounts:
     messages_pruned: int = 0
     audit_pruned: int = 0
     mailboxes_skipped_on_hold: int = 0
-
-
-def delete_unreferenced(conn: Connection, blobs: BlobStore, keys: Iterable[str]) -> int:
-    """Delete the blobs among `keys` that no row references any more; returns how many went.
-
-    Call inside the transaction that removed the references, after removing them: the
-    reference check then sees this transaction's own changes and everyone's committed ones.
-
-    Raises: Unavailable when the blob store fails (the transaction then rolls back).
-    """
-    keys = set(keys)
-    if not keys:
-        return 0
-    doomed = keys - repo.referenced_keys(conn, keys)
-    return sum(1 for key in sorted(doomed) if blobs.delete(key))
 
 
 class RetentionService(ServiceBase):

@@ -43,7 +43,7 @@ from litemx.core.operations import operation as lookup_operation
 from litemx.core.scopes import Scope
 from litemx.core.threading import subject_key
 from litemx.errors import Conflict, LitemxError, PayloadTooLarge, SendBlocked, invalid_field
-from litemx.service import attachments_out
+from litemx.service import attachments_out, blob_refs
 from litemx.service.base import Infra, ServiceBase
 from litemx.service.drafts import draft_addresses, visible_draft
 from litemx.service.preflight import Cleared, SendRequest, preflight
@@ -113,12 +113,8 @@ class SendService(ServiceBase):
         fingerprint = _fingerprint("send.direct", {"mailbox": mailbox, "to": request.to, "cc": request.cc,
                                                    "bcc": request.bcc, "subject": subject, "text": text, "html": html,
                                                    **({"attachments": _file_digests(files)} if files else {})})
-        stored: list[str] = []
-        result = self._idempotent(caller, key, fingerprint,
-                                  lambda conn: self._send_new(conn, caller, request, keys, files, stored))
-        if stored:
-            attachments_out.ensure_stored(self.infra.blobs, files, stored)
-        return result
+        return self._idempotent(caller, key, fingerprint,
+                                lambda conn: self._send_new(conn, caller, request, keys, files))
 
     # -- the transaction ---------------------------------------------------------------------
     def _idempotent(self, caller: Caller, key: str | None, fingerprint: str,
@@ -187,10 +183,11 @@ class SendService(ServiceBase):
         return result
 
     def _send_new(self, conn: Connection, caller: Caller, request: SendRequest, keys: Sequence[compose.SigningKey],
-                  files: Sequence[compose.OutgoingAttachment], stored: list[str]) -> dict[str, Any]:
+                  files: Sequence[compose.OutgoingAttachment]) -> dict[str, Any]:
         cleared = self._preflight(conn, caller, request, "message", None)
         built = self._build(cleared, request, keys, None, files)
-        stored[:] = [self.infra.blobs.put(f.data) for f in files]  # only once the send will be queued
+        # Only once the send will be queued; held until the rows referencing them commit.
+        stored = blob_refs.put_held(conn, self.infra.blobs, [f.data for f in files])
         return self._queue(conn, caller, cleared, built, None, files, stored)
 
     def _preflight(self, conn: Connection, caller: Caller, request: SendRequest, resource_type: str,

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, delete, func, or_, select, update
+from sqlalchemy import Column, Connection, Table, delete, func, or_, select, text, update
 
 from litemx.storage import messages_repo
 from litemx.storage.jobs_repo import claim_job, finish_job, renew_job  # noqa: F401 - the retention job's lease
@@ -123,6 +123,29 @@ def referenced_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
                 conds.append(inbound_queue.c.status.in_(_QUEUE_HOLDING))
             found |= {r[0] for r in conn.execute(select(column).where(*conds).distinct())}
     return found
+
+
+def lock_blob_keys(conn: Connection, keys: Iterable[str], *, exclusive: bool) -> None:
+    """Hold `keys` until the transaction ends: shared by a writer adding rows that reference
+    them, exclusive by a run about to delete the ones no row references (service/blob_refs).
+
+    PostgreSQL: one transaction-scoped advisory lock per key (its first 64 bits), taken in
+    sorted order so a writer and a deleter never wait on each other in a cycle. SQLite: nothing
+    to take, because every write transaction already holds the database's one write lock
+    (BEGIN IMMEDIATE), so a writer's and a deleter's transactions never overlap.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    ids = sorted({_lock_id(key) for key in keys if key})
+    if ids:
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        # A function scan returns the array in order, so the locks are taken in that order.
+        conn.execute(text(f"SELECT count({function}(k)) FROM unnest(CAST(:ids AS bigint[])) AS k"), {"ids": ids})
+
+
+def _lock_id(key: str) -> int:
+    """A signed 64-bit advisory-lock id from a blob key (hex SHA-256): two keys sharing one only wait."""
+    return int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
 
 
 # --------------------------------------------------------------------------- metadata pruning
