@@ -701,7 +701,9 @@ def test_two_accounts_never_see_each_others_anything(api, other, services):
     assert {e["account"] for e in api.audit()} == {mine}
     assert {e["account"] for e in other.audit()} == {theirs}
     assert "other.example" not in json.dumps([api.ok("GET", p) for p in LIST_ROUTES])
-    assert api.me()["usage"] == {"mailboxes": 2, "domains": 1}
+    usage = api.me()["usage"]
+    assert (usage["mailboxes"], usage["domains"]) == (2, 1)
+    assert set(usage["sends"]["mailbox_daily"]) == {m["address"] for m in api.ok("GET", "/api/mailboxes")["items"]}
 
 
 # -- no input is a 500 ---------------------------------------------------------------------

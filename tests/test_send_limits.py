@@ -85,6 +85,22 @@ def test_a_message_counts_once_however_many_recipients(services, caller):
     assert count(services, deliveries) == 4
 
 
+def test_bootstrap_shows_the_send_usage_the_preflight_counts(services, caller, clock):
+    """SPEC §3 bootstrap: limits and usage. Each window shows what the next send is checked against."""
+    fill_counter(services, "account", caller.principal.account_id, "m2026-01", 40)
+    _send(services, caller)
+    _send(services, caller, cc=["c@example.net"])  # one message, however many recipients
+    sends = services.system.bootstrap(caller)["usage"]["sends"]
+    assert sends == {"mailbox_daily": {MAILBOX: {"limit": 100, "used": 2, "remaining": 98}},
+                     "account_daily": {"limit": 100, "used": 2, "remaining": 98},
+                     "account_monthly": {"limit": 500, "used": 42, "remaining": 458},
+                     "mailboxes_truncated": False}
+    clock.advance(minutes=1)  # a new UTC day and month: the windows restart
+    sends = services.system.bootstrap(caller)["usage"]["sends"]
+    assert sends["mailbox_daily"][MAILBOX]["used"] == sends["account_daily"]["used"] == 0
+    assert sends["account_monthly"]["used"] == 0
+
+
 def test_the_same_idempotency_key_and_body_answer_the_first_response(services, client, tenant, caller):
     body = {"mailbox": MAILBOX, "to": ["bob@example.net"], "subject": "Invoice", "text": "Attached."}
     headers = {**bearer(tenant.token), "Idempotency-Key": "order-1234"}

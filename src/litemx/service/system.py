@@ -26,6 +26,9 @@ class SystemService(ServiceBase):
         with self.db.read() as conn:
             account = tokens_repo.get_account(conn, p.account_id) or {}
             usage = self._usage(conn, caller)
+            boxes = _briefed_mailboxes(conn, caller)
+            usage["sends"] = _send_windows(conn, caller, boxes[:MAX_BRIEFED_MAILBOXES], self.clock.now())
+            usage["sends"]["mailboxes_truncated"] = len(boxes) > MAX_BRIEFED_MAILBOXES
         self.audit_read(caller, "bootstrap.read", resource_type="account", resource_id=p.account_id)
         limits = limits_for(p.plan)
         return {
@@ -170,20 +173,26 @@ def _window(limit: int, used: int) -> dict[str, int]:
     return {"limit": limit, "used": used, "remaining": max(limit - used, 0)}
 
 
-def _counted_quota(conn: Any, caller: Caller, boxes: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """Remaining sends from the preflight's own counters (the numbers the next send is checked against)."""
+def _send_windows(conn: Any, caller: Caller, boxes: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """Used and remaining sends in every window the preflight checks, from its own counters
+    (the numbers the next send is checked against): each of `boxes` today, the account today
+    and this month."""
     p = caller.principal
     limits = limits_for(p.plan)
     day, month = periods(now)
     used = {b["address"]: sending_repo.counter(conn, "mailbox", b["id"], day) for b in boxes}
     return {
-        "note": QUOTA_NOTE,
         "mailbox_daily": {address: _window(limits.mailbox_daily, n) for address, n in used.items()},
         "account_daily": _window(limits.account_daily, sending_repo.counter(conn, "account", p.account_id, day)),
         "account_monthly": _window(limits.account_monthly,
                                    sending_repo.counter(conn, "account", p.account_id, month)),
-        "recipients_per_message": limits.recipients_per_message,
     }
+
+
+def _counted_quota(conn: Any, caller: Caller, boxes: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """The briefing's remaining sends."""
+    return {"note": QUOTA_NOTE, **_send_windows(conn, caller, boxes, now),
+            "recipients_per_message": limits_for(caller.principal.plan).recipients_per_message}
 
 
 def _agent_briefing(caller: Caller, boxes: list[dict[str, Any]], quota: dict[str, Any]) -> dict[str, Any]:
