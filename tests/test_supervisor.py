@@ -14,12 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from litemx.app import Services
 from litemx.errors import InvalidRequest
 from litemx.service.inbound_spool import spool_directory
 from litemx import supervisor
 from litemx.settings import Settings
+from litemx.storage.schema import inbound_queue, messages
 from litemx.storage.spool import ImportIncomplete, StoreUnavailable
 from litemx.supervisor import ProcessPlan
 from tests.support.live import wait_for
@@ -97,6 +99,31 @@ def test_a_child_that_dies_is_started_again(services, serve):
     send("127.0.0.1", serve.smtp_port, message("After the restart"))
     wait_for(lambda: count(services) == 1, timeout=20)
     assert "starting it again" in serve.log
+    assert serve.stop() == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # only SQLite fronts spool (PostgreSQL commits)
+def test_mail_left_in_the_spool_by_a_crash_is_delivered_once_after_restart(services, serve):
+    """`250` was said once a front synced the message into its spool file; the worker that would
+    have moved it into the queue is stopped, then the whole server is SIGKILLed. The next start
+    imports what is left (supervisor: import_leftovers), and each message is delivered once."""
+    serve.start()
+    assert serve.proc is not None
+    wait_for(lambda: len(_children(serve.proc.pid)) == 3, timeout=20)  # type: ignore[union-attr]
+    workers = [pid for pid in _children(serve.proc.pid) if os.getpriority(os.PRIO_PROCESS, pid) > 0]
+    assert len(workers) == 1  # the worker runs niced (supervisor.WORKER_NICE), the fronts do not
+    os.kill(workers[0], signal.SIGSTOP)
+    for n in range(20):
+        send("127.0.0.1", serve.smtp_port, message(f"spooled-{n:02d}"))
+    spool = spool_directory(services.infra.db)
+    assert spool is not None and sum(f.stat().st_size for f in spool.glob("*") if f.is_file()) > 0
+    assert count(services, inbound_queue) == 0  # acknowledged, in the spool only
+    serve.kill()
+    serve.start()
+    wait_for(lambda: count(services) == 20, timeout=30)
+    with services.infra.db.read() as conn:
+        subjects = sorted(conn.execute(select(messages.c.subject)).scalars())
+    assert subjects == [f"spooled-{n:02d}" for n in range(20)]
     assert serve.stop() == 0
 
 
