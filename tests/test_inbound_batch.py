@@ -203,3 +203,23 @@ def test_a_failing_audit_event_is_rolled_back_with_its_message_alone(api, servic
     assert [q[i]["status"] for i in ids] == ["done", "pending", "done"]
     subjects, _, _ = _stored(services)
     assert "Refused event" not in subjects
+
+
+def test_a_row_another_worker_finished_meanwhile_is_not_delivered_twice(api, services, monkeypatch):
+    """A lease can run out while a worker prepares its batch (a long DNS wait); another worker
+    then leases and finishes the same row. The first worker's storing transaction re-reads
+    which rows are still pending and leaves that one alone: its outcome stands."""
+    ids = _accept(services, "Mine 1", "Taken over", "Mine 2")
+    real = inbound_module.InboundService._write_blobs
+
+    def write_blobs(self: Any, batch: Any) -> Any:
+        written = real(self, batch)
+        with services.infra.db.write() as conn:  # the other worker's commit, between the two steps
+            inbound_module.inbound_repo.finish_done(conn, [ids[1]], services.infra.clock.now())
+        return written
+
+    monkeypatch.setattr(inbound_module.InboundService, "_write_blobs", write_blobs)
+    services.inbound.process_due()
+    subjects, _threads, delivered = _stored(services)
+    assert subjects == ["Mine 1", "Mine 2"] and len(delivered) == 2
+    assert all(r["status"] == "done" for r in _queue(services).values())
