@@ -64,8 +64,12 @@ def delete_unreferenced(conn: Connection, blobs: BlobStore, keys: Iterable[str])
     Raises: Unavailable when the blob store fails (the transaction then rolls back).
     """
     keys = {key for key in keys if key}
-    if not keys:
+    candidates = keys - retention_repo.referenced_keys(conn, keys)
+    if not candidates:
         return 0
-    retention_repo.lock_blob_keys(conn, keys, exclusive=True)
-    doomed = keys - retention_repo.referenced_keys(conn, keys)
+    # Only the unreferenced ones are taken, then checked again: a key this transaction holds
+    # shared is referenced by its own rows, so it never waits on itself — nor on another
+    # transaction holding the same key shared and waiting for ours (a deadlock).
+    retention_repo.lock_blob_keys(conn, candidates, exclusive=True)
+    doomed = candidates - retention_repo.referenced_keys(conn, candidates)
     return sum(1 for key in sorted(doomed) if blobs.delete(key))
