@@ -42,6 +42,9 @@ class Settings:
     smtp_max_rejected_recipients: int = _help("Refused RCPTs per session before 421 and close (bounds "
                                               "address probing and its audit rows).",
                                               "LITEMX_SMTP_MAX_REJECTED_RECIPIENTS", 20)
+    auth_failures_per_minute: int = _help("Failed token authentications per client address and minute before "
+                                          "429 rate_limited (bounds their audit rows; a valid token still works; "
+                                          "0: no limit).", "LITEMX_AUTH_FAILURES_PER_MINUTE", 60)
     inbound_worker: bool = _help("`serve` processes the inbound queue; 0 accepts and queues only (operations, "
                                  "tests).", "LITEMX_INBOUND_WORKER", True)
     processes: int = _help("Front processes (HTTP + SMTP on shared sockets) `serve` runs; 0: one per CPU; "

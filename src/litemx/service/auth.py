@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -9,13 +10,21 @@ from litemx.core import tokens as secrets_
 from litemx.core.ids import new_id
 from litemx.core.plans import PLANS
 from litemx.core.scopes import ALL_MAILBOXES, ALL_SCOPES
-from litemx.errors import Forbidden, Unauthorized, invalid_field
-from litemx.service.base import ServiceBase, event_row
+from litemx.errors import Forbidden, RateLimited, Unauthorized, invalid_field
+from litemx.service.auth_limits import FailureLimiter
+from litemx.service.base import Infra, ServiceBase, event_row
 from litemx.service.principal import Caller, Principal
 from litemx.storage import audit_repo, tokens_repo
 
+log = logging.getLogger("litemx.auth")
+
 
 class AuthService(ServiceBase):
+    def __init__(self, infra: Infra):
+        super().__init__(infra)
+        # Bounds the audit rows and writer time that made-up tokens can cost (service/auth_limits.py).
+        self.failures = FailureLimiter(int(infra.settings.auth_failures_per_minute), infra.clock)
+
     def create_account(self, name: str, plan: str = "free") -> tuple[dict[str, Any], str]:
         """Operator action (server side): a new tenant and its founder admin token, shown once.
 
@@ -49,10 +58,11 @@ class AuthService(ServiceBase):
     def authenticate(self, secret: str | None, interface: str, ip: str | None, user_agent: str | None) -> Caller:
         """Turn a bearer secret into a Caller.
 
-        Raises: Unauthorized (missing, unknown, revoked, expired; audited), Forbidden (disabled).
+        Raises: Unauthorized (missing, unknown, revoked, expired; audited), Forbidden (disabled),
+            RateLimited (one of the former from an address over its failures per minute).
         """
         if not secret:
-            self._audit_auth_failure(None, None, interface, ip, user_agent, "missing token")
+            self._refuse(None, None, interface, ip, user_agent, "missing token")
             raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
         prefix = secrets_.prefix_of(secret)
         found = None
@@ -61,7 +71,7 @@ class AuthService(ServiceBase):
             with self.db.read() as conn:
                 found = tokens_repo.credential(conn, prefix)
         if found is None or not secrets_.matches(secret, found[0]["secret_hash"]):
-            self._audit_auth_failure(None, None, interface, ip, user_agent, "unknown token")
+            self._refuse(None, None, interface, ip, user_agent, "unknown token")
             raise Unauthorized("the token is not valid")
         row, account = found
         caller = Caller(_principal(row, account), interface, ip, user_agent)
@@ -71,13 +81,28 @@ class AuthService(ServiceBase):
     def _check_usable(self, caller: Caller, row: dict[str, Any], account: dict[str, Any]) -> None:
         problem = _unusable_reason(row, self.clock.now())
         if problem:
-            self._audit_auth_failure(caller, row["account_id"], caller.interface, caller.ip, caller.user_agent, problem)
+            self._refuse(caller, row["account_id"], caller.interface, caller.ip, caller.user_agent, problem)
             raise Unauthorized(f"the token is {problem}")
         if row["disabled_at"] is not None or account["disabled_at"] is not None:
             what = "token" if row["disabled_at"] is not None else "account"
             self._audit_auth_failure(caller, row["account_id"], caller.interface, caller.ip, caller.user_agent,
                                      f"{what} disabled")
             raise Forbidden(f"this {what} is disabled", {"reason": "disabled", "disabled": what})
+
+    def _refuse(self, caller: Caller | None, account_id: str | None, interface: str, ip: str | None,
+                user_agent: str | None, reason: str) -> None:
+        """Audit a failed authentication (the caller then raises Unauthorized), or — from an
+        address over its failures per minute — raise RateLimited, audited once per episode."""
+        over = self.failures.spend(ip)
+        if over is None:
+            self._audit_auth_failure(caller, account_id, interface, ip, user_agent, reason)
+            return
+        if over.first:
+            log.warning("failed authentications from %s are over %d a minute: refused for %d s without audit",
+                        ip, self.failures.per_minute, over.retry_after)
+            self._audit_auth_failure(caller, account_id, interface, ip, user_agent, f"rate limited ({reason})")
+        raise RateLimited(f"too many failed authentications from this address; retry in {over.retry_after} s",
+                          over.retry_after)
 
     def _audit_auth_failure(self, caller: Caller | None, account_id: str | None, interface: str,
                             ip: str | None, user_agent: str | None, reason: str) -> None:

@@ -39,12 +39,17 @@ def envelope(code: str, message: str, details: dict[str, Any] | None = None,
 
 def _litemx_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LitemxError)
+    return envelope(exc.code, exc.message, exc.details, error_headers(exc))
+
+
+def error_headers(exc: LitemxError) -> dict[str, str]:
+    """The headers an error's code calls for (RFC 6750 §3 WWW-Authenticate; RFC 6585 §4 Retry-After)."""
     headers: dict[str, str] = {}
     if exc.code == "unauthorized":
         headers["WWW-Authenticate"] = 'Bearer realm="litemx"'
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    return envelope(exc.code, exc.message, exc.details, headers)
+    return headers
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from litemx.adapters.http.errors import envelope
+from litemx.adapters.http.errors import envelope, error_headers
 from litemx.adapters.mcp.server import build_server
 from litemx.app import Services
 from litemx.errors import LitemxError, Unavailable
@@ -155,9 +155,7 @@ def _bearer(request: Request) -> str | None:
 
 
 def _refusal(error: LitemxError) -> Any:
-    headers: dict[str, str] = {}
-    if error.code == "unauthorized":
-        headers["WWW-Authenticate"] = 'Bearer realm="litemx"'
+    headers = error_headers(error)
     if error.code == "method_not_allowed":
         headers["Allow"] = "POST"
     return envelope(error.code, error.message, error.details, headers)
