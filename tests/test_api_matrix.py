@@ -20,16 +20,21 @@ from litemx.core.operations import OPERATIONS, Operation
 from litemx.core.scopes import ALL_SCOPES
 from tests.support.api import Api, assert_error, audit_since, last_audit_id, snapshot
 from tests.support.clock import FakeClock
+from tests.support.inbox import Mail, deliver
 
 DOMAIN = "acme.example"
 SUPPORT = f"support@{DOMAIN}"
 BILLING = f"billing@{DOMAIN}"
 SALES = f"sales@{DOMAIN}"  # an alias -> support@
+INBOX = f"inbox@{DOMAIN}"  # holds the world's one message (support@ is deleted by the matrix)
 OTHER_DOMAIN = "other.example"
 GHOST_TOKEN = "tok_" + "a" * 26
+GHOST_MESSAGE, GHOST_THREAD, GHOST_ATTACHMENT = "msg_" + "a" * 26, "thr_" + "a" * 26, "att_" + "a" * 26
 
-# One valid request per operation: path parameters and body. "{victim}" is the id of a scoped
-# token of the tenant (the thing tokens.revoke acts on).
+# One valid request per operation: path parameters ("?" is the query string) and body.
+# "{victim}" is the id of a scoped token of the tenant (the thing tokens.revoke acts on);
+# "{message}", "{thread}", "{attachment}" are the world's one message in inbox@, its thread and
+# its attachment.
 REQUESTS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
     "system.bootstrap": ({}, None),
     "domains.list": ({}, None),
@@ -55,15 +60,21 @@ REQUESTS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
     "tokens.create": ({}, {"name": "bot", "scopes": ["mailboxes:read"], "mailboxes": [SUPPORT]}),
     "tokens.revoke": ({"id": "{victim}"}, None),
     "audit.list": ({}, None),
+    # Reading mail (issue 4): what an agent's read-only token does all day.
+    "messages.list": ({}, None),
+    "messages.search": ({"?": "q=invoice"}, None),
+    "messages.read": ({"id": "{message}"}, None),
+    "messages.attachment": ({"id": "{message}", "attachment_id": "{attachment}"}, None),
+    "threads.list": ({}, None),
+    "threads.read": ({"id": "{thread}"}, None),
 }
 
 # Live operations whose issue has not yet added its row (their own tests cover them for now).
 # Listing an operation here is a deliberate, reviewable act; a new live route found in neither
 # table fails test_every_live_route_has_a_valid_request_in_the_matrix.
 PENDING = {
-    # messages, threads, drafts, sending (issues 4-6)
-    "messages.list", "messages.search", "messages.read", "messages.attachment", "messages.reply",
-    "threads.list", "threads.read", "threads.reply", "threads.draft",
+    # replies, drafts, sending (issues 5-6)
+    "messages.reply", "threads.reply", "threads.draft",
     "drafts.list", "drafts.create", "drafts.show", "drafts.update", "drafts.delete", "drafts.send", "send.direct",
     "suppressions.list", "suppressions.delete",
     # operator/abuse and retention (admin only)
@@ -89,6 +100,8 @@ class World:
     victim_id: str
     account_id: str
     other_account_id: str
+    mail: dict[str, str]  # the ids of the world's message, thread and attachment
+
 
     @staticmethod
     def routes(names: list[str]) -> list[str]:
@@ -98,9 +111,15 @@ class World:
     def request(self, name: str, **params: str) -> tuple[str, str, dict[str, Any] | None]:
         op = OPERATIONS[name]
         defaults, body = REQUESTS[name]
-        merged = {k: v.replace("{victim}", self.victim_id) for k, v in {**defaults, **params}.items()}
+        merged = {k: self._resolve(v) for k, v in {**defaults, **params}.items()}
         assert op.path is not None and op.method is not None
-        return op.method, op.path.format(**merged), body
+        query = merged.pop("?", None)
+        return op.method, op.path.format(**merged) + (f"?{query}" if query else ""), body
+
+    def _resolve(self, value: str) -> str:
+        for name, real in {"victim": self.victim_id, **self.mail}.items():
+            value = value.replace("{" + name + "}", real)
+        return value
 
 
 @pytest.fixture
@@ -113,7 +132,17 @@ def world(client, services, tenant, other_tenant) -> World:
     victim_id, _ = api.token(["mailboxes:read"], [SUPPORT], name="victim")
     other.domain(OTHER_DOMAIN)
     other.mailbox(f"info@{OTHER_DOMAIN}")
-    return World(api, other, api.me()["token"]["id"], victim_id, tenant.account["id"], other_tenant.account["id"])
+    return World(api, other, api.me()["token"]["id"], victim_id, tenant.account["id"], other_tenant.account["id"],
+                 _one_message(api, services))
+
+
+def _one_message(api: Api, services: Any) -> dict[str, str]:
+    """inbox@ receives one message with an attachment, through the real inbound pipeline."""
+    api.mailbox(INBOX)
+    [message_id] = deliver(services, Mail(subject="Invoice 7", text="invoice attached", to=INBOX,
+                                          files=[("invoice.pdf", "application/pdf", b"%PDF-1.4 seven")]).build(), INBOX)
+    read = api.ok("GET", f"/api/messages/{message_id}")
+    return {"message": message_id, "thread": read["thread_id"], "attachment": read["attachments"][0]["id"]}
 
 
 def _send(world: World, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
@@ -382,6 +411,18 @@ GRANT_CASES = {
     "setting a catchall needs every mailbox": GrantCase(
         "PUT", f"/api/catchalls/{DOMAIN}", {"mailbox": BILLING}, 403, "forbidden"),
     "revoking a wider token is forbidden": GrantCase("DELETE", "/api/tokens/{victim}", None, 403, "forbidden"),
+    "a message in an ungranted mailbox is missing": GrantCase(
+        "GET", "/api/messages/{message}", None, 404, "not_found", f"/api/messages/{GHOST_MESSAGE}"),
+    "an attachment in an ungranted mailbox is missing": GrantCase(
+        "GET", "/api/messages/{message}/attachments/{attachment}", None, 404, "not_found",
+        f"/api/messages/{GHOST_MESSAGE}/attachments/{GHOST_ATTACHMENT}"),
+    "a thread in an ungranted mailbox is missing": GrantCase(
+        "GET", "/api/threads/{thread}", None, 404, "not_found", f"/api/threads/{GHOST_THREAD}"),
+    "listing an ungranted mailbox's messages is missing": GrantCase(
+        "GET", f"/api/messages?mailbox={INBOX}", None, 404, "not_found", f"/api/messages?mailbox=ghost@{DOMAIN}"),
+    "searching an ungranted mailbox is missing": GrantCase(
+        "GET", f"/api/messages/search?q=invoice&mailbox={INBOX}", None, 404, "not_found",
+        f"/api/messages/search?q=invoice&mailbox=ghost@{DOMAIN}"),
 }
 
 
@@ -392,7 +433,7 @@ def test_a_mailbox_scoped_token_cannot_reach_past_its_grants(world, services):
 
     def check(label: str) -> None:
         case = GRANT_CASES[label]
-        path = case.path.replace("{victim}", world.victim_id)
+        path = world._resolve(case.path)
         before, since = snapshot(services), last_audit_id(services)
         error = assert_error(world.api.call(case.method, path, case.body, secret=secret), case.status, case.code)
         event = _one_event(services, since)
@@ -411,7 +452,8 @@ def test_a_mailbox_scoped_token_cannot_reach_past_its_grants(world, services):
 
 def _shape(message: str) -> str:
     """A message with every address and domain blanked, to compare wording only."""
-    return " ".join("<name>" if "." in w or "@" in w or w.startswith("tok_") else w for w in message.split())
+    return " ".join("<name>" if "." in w or "@" in w or w.startswith(("tok_", "msg_", "thr_", "att_")) else w
+                    for w in message.split())
 
 
 # -- other accounts (404, nothing changed) -------------------------------------------------
@@ -444,6 +486,10 @@ CROSS_CASES = [
     CrossCase("domains.dmarc", {"domain": DOMAIN}, {"domain": "ghost.example"}),
     CrossCase("catchalls.set", {"domain": DOMAIN}, {"domain": "ghost.example"}, body={"mailbox": None}),
     CrossCase("tokens.revoke", {"id": "{victim}"}, {"id": GHOST_TOKEN}),
+    CrossCase("messages.read", {"id": "{message}"}, {"id": GHOST_MESSAGE}),
+    CrossCase("messages.attachment", {"id": "{message}", "attachment_id": "{attachment}"},
+              {"id": GHOST_MESSAGE, "attachment_id": GHOST_ATTACHMENT}),
+    CrossCase("threads.read", {"id": "{thread}"}, {"id": GHOST_THREAD}),
     CrossCase("mailboxes.create", {}, {}, 422, "invalid_request",
               {"address": f"new@{DOMAIN}"}, {"address": "new@ghost.example"}),
     CrossCase("aliases.create", {}, {}, 422, "invalid_request",
@@ -456,7 +502,8 @@ CROSS_CASES = [
 
 
 def test_every_operation_naming_a_resource_has_a_cross_account_case():
-    naming = {n for n, (params, body) in REQUESTS.items() if params or (body and OPERATIONS[n].method == "POST")}
+    naming = {n for n, (params, body) in REQUESTS.items()
+              if set(params) - {"?"} or (body and OPERATIONS[n].method == "POST")}
     assert naming - {"domains.create"} == {c.name for c in CROSS_CASES}
 
 
