@@ -54,15 +54,25 @@ def put_all(store: Putter, items: Sequence[bytes], workers: Executor | None = No
 class FileBlobStore:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._root = str(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         _fsync_dir(self.root.parent)
         self._durable_dirs: set[str] = set()  # fan-out directories whose entry is known fsynced
         self._syncers: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): made after a fork
 
     def _path(self, key: str) -> Path:
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        """The blob's file name. A plain string on the read paths: pathlib interns every component
+        it parses (sys.intern), and a long-lived server reading millions of distinct 64-character
+        blob names would grow the interpreter's interned-string table for nothing.
+
+        Raises: KeyError for anything but a lowercase hex SHA-256.
+        """
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
             raise KeyError(key)
-        return self.root / key[:2] / key[2:4] / key
+        return os.path.join(self._root, key[:2], key[2:4], key)
 
     def put(self, data: bytes) -> str:
         return self.put_many([data])[0]
@@ -149,20 +159,21 @@ class FileBlobStore:
 
     def get(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with open(self._file(key), "rb") as f:
+                return f.read()
         except FileNotFoundError:
             raise KeyError(key) from None
 
     def delete(self, key: str) -> bool:
         try:
-            self._path(key).unlink()
+            os.unlink(self._file(key))
         except (FileNotFoundError, KeyError):
             return False
         return True
 
     def exists(self, key: str) -> bool:
         try:
-            return self._path(key).exists()
+            return os.path.exists(self._file(key))
         except KeyError:
             return False
 
