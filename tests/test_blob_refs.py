@@ -13,7 +13,9 @@ import threading
 
 import pytest
 
-from litemx.storage import sending_repo
+from litemx.service import blob_refs
+from litemx.service import inbound as inbound_module
+from litemx.storage import retention_repo, sending_repo
 from litemx.storage.blobs import content_key
 from tests.support.inbox import Mail
 from tests.support.retention_helpers import SUPPORT, T0, attachment_rows, blob_keys, days, host, ingest
@@ -52,9 +54,13 @@ def _hook_put_many(monkeypatch, services, on_pdf):
     monkeypatch.setattr(blobs, "put_many", put_many)
 
 
-def test_a_deleter_waits_for_a_writer_holding_the_blob(services, acme, clock, monkeypatch):
+@pytest.mark.parametrize("claim_seconds", [1.0, 0.05])
+def test_a_deleter_never_deletes_a_blob_a_writer_holds(services, acme, clock, monkeypatch, claim_seconds):
     """Writer first: a draft stores the PDF inside its transaction and has not committed; a
-    retention run removing the old message's reference must wait, then see the draft's."""
+    retention run removing the old message's reference must not delete it — it waits for the
+    draft's commit and then sees its reference, or (when the writer holds on longer than the
+    deleter keeps trying) leaves the key alone."""
+    monkeypatch.setattr(blob_refs, "CLAIM_SECONDS", claim_seconds)
     _old_message_with_the_pdf(services, clock)
     stored, go = threading.Event(), threading.Event()
 
@@ -77,17 +83,47 @@ def test_a_deleter_waits_for_a_writer_holding_the_blob(services, acme, clock, mo
     deleter = threading.Thread(target=lambda: results.update(run=services.retention.run(acme, LATER)))
     deleter.start()
     deleter.join(0.5)
-    blocked = deleter.is_alive()
     go.set()
     writer.join(20)
     deleter.join(20)
 
-    assert blocked, "the retention run went ahead while the draft held the blob"
     assert results["run"]["counts"]["messages_cleaned"] == 1
     assert services.infra.blobs.exists(KEY)
     with services.infra.db.read() as conn:
         files = sending_repo.draft_attachments_of(conn, [results["draft"]["id"]])[results["draft"]["id"]]
     assert [f["blob_key"] for f in files] == [KEY]
+    assert services.infra.blobs.get(KEY) == PDF
+
+
+def test_inbound_holds_its_blobs_until_its_rows_commit(services, acme, clock, monkeypatch):
+    """Writer first on the inbound path: the storing transaction has begun (and held the batch's
+    keys) but not committed; a retention run dropping the old copy must leave the PDF."""
+    old = _old_message_with_the_pdf(services, clock)
+    storing, go = threading.Event(), threading.Event()
+    real = inbound_module.InboundService._store
+
+    def store(self, conn, row, d, done):
+        storing.set()
+        assert go.wait(20)
+        return real(self, conn, row, d, done)
+
+    monkeypatch.setattr(inbound_module.InboundService, "_store", store)
+    results: dict[str, object] = {}
+    writer = threading.Thread(target=lambda: results.update(new=ingest(
+        services, clock, LATER, Mail(subject="Q4", text="again", to=SUPPORT,
+                                     files=[("report.pdf", "application/pdf", PDF)]))))
+    writer.start()
+    assert storing.wait(20)
+    deleter = threading.Thread(target=lambda: results.update(run=services.retention.run(acme, LATER)))
+    deleter.start()
+    deleter.join(0.3)
+    go.set()
+    writer.join(20)
+    deleter.join(20)
+
+    assert results["run"]["counts"]["messages_cleaned"] == 1
+    assert [a["blob_key"] for a in attachment_rows(services, old)] == [None]
+    assert [a["blob_key"] for a in attachment_rows(services, results["new"][0])] == [KEY]
     assert services.infra.blobs.get(KEY) == PDF
 
 
@@ -106,3 +142,55 @@ def test_inbound_puts_back_a_blob_deleted_before_its_transaction(services, acme,
     assert [a["blob_key"] for a in attachment_rows(services, old)] == [None]
     assert [a["blob_key"] for a in attachment_rows(services, new)] == [KEY]
     assert services.infra.blobs.get(KEY) == PDF
+
+
+def _file(name: str, data: bytes) -> dict[str, str]:
+    return {"filename": name, "content_type": "application/octet-stream",
+            "content_base64": base64.b64encode(data).decode("ascii")}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite serialises the two edits
+def test_two_draft_edits_swapping_their_files_both_succeed(services, acme, monkeypatch):
+    """Each edit holds its new file and drops its old one, the other's new file: a deleter that
+    waited for a holder would deadlock with the other edit (both hold, both wait)."""
+    a, b = b"file A " + bytes(range(256)) * 4, b"file B " + bytes(range(256)) * 4
+    x = services.drafts.create(acme, SUPPORT, to=["bob@example.net"], subject="x", attachments=[_file("a", a)])
+    y = services.drafts.create(acme, SUPPORT, to=["bob@example.net"], subject="y", attachments=[_file("b", b)])
+    both_stored = threading.Barrier(2, timeout=10)
+    original = services.infra.blobs.put_many
+
+    def put_many(items):  # each edit has held and stored its new file; only then may either delete
+        keys = original(items)
+        both_stored.wait()
+        return keys
+
+    monkeypatch.setattr(services.infra.blobs, "put_many", put_many)
+    errors: list[BaseException] = []
+
+    def edit(draft_id: str, name: str, data: bytes) -> None:
+        try:
+            services.drafts.update(acme, draft_id, {"attachments": [_file(name, data)]})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    edits = [threading.Thread(target=edit, args=(x["id"], "b", b)),
+             threading.Thread(target=edit, args=(y["id"], "a", a))]
+    for t in edits:
+        t.start()
+    for t in edits:
+        t.join(30)
+    assert errors == []
+    assert services.infra.blobs.get(content_key(a)) == a and services.infra.blobs.get(content_key(b)) == b
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite takes no advisory locks
+def test_a_transaction_holds_a_bounded_number_of_advisory_locks(services):
+    """PostgreSQL's lock table is shared and small: however many blobs a batch references (a
+    message may carry 999 attachments), one transaction takes at most BLOB_LOCK_BUCKETS locks."""
+    keys = [content_key(str(i).encode()) for i in range(20_000)]
+    with services.infra.db.write() as conn:
+        retention_repo.hold_blob_keys(conn, keys)
+        held = conn.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                    "AND pid = pg_backend_pid()").scalar()
+        assert held == retention_repo.BLOB_LOCK_BUCKETS
+        assert retention_repo.claim_blob_keys(conn, keys[:10]) == set(keys[:10])  # its own holds never stop it

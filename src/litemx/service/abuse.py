@@ -231,8 +231,8 @@ class AbuseService(ServiceBase):
         with self.db.write() as conn:
             draft_keys = repo.delete_mailbox_draft_attachments(conn, box["id"])
             counts["drafts_deleted"] = repo.delete_mailbox_drafts(conn, box["id"])
-            counts["blobs_deleted"] += delete_unreferenced(conn, self.infra.blobs, draft_keys)
             counts["threads_deleted"] += repo.delete_mailbox_threads(conn, box["id"])
+            counts["blobs_deleted"] += delete_unreferenced(conn, self.infra.blobs, draft_keys)  # last (blob_refs)
         counts["audit_deleted"] = self._purge_audit(caller, box, counts)
         return {"mailbox": box["address"], "purged": True, "counts": counts}
 

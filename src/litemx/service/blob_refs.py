@@ -9,21 +9,28 @@ the blob under the row about to point at it — an acknowledged message's attach
 
 The rule, in every transaction on either side:
 
-- a writer takes the keys it references *shared* (`hold`) and only then relies on the blobs:
-  it puts them after holding (`put_held`), or, when it put them before its transaction began
-  (inbound processing writes a batch's blobs outside the writer lock), checks they are still
-  there and puts back any that went (`put_missing`);
-- a deleter takes the keys *exclusive* (`delete_unreferenced`), then checks references, then
-  deletes, inside the transaction that removed its own references.
+- a writer holds the keys it references (`hold`) and only then relies on the blobs: it puts
+  them after holding (`put_held`), or, when it put them before its transaction began (inbound
+  processing writes a batch's blobs outside the writer lock), checks they are still there and
+  puts back any that went (`put_missing`);
+- a deleter claims the keys nobody references, checks references again for those it got, and
+  deletes them, as the last thing its transaction does before it commits
+  (`delete_unreferenced`).
 
 Either the deleter's transaction ends first (a writer holding afterwards finds the blob gone and
-puts it back), or the writer's does (the deleter's reference check then sees the committed
-row). On SQLite, write transactions never overlap, so holding costs nothing there; on
-PostgreSQL the holds are advisory locks (retention_repo.lock_blob_keys).
+puts it back), or the writer's does (the deleter's second check sees the committed row). On
+SQLite, write transactions never overlap, so none of this takes a lock there. On PostgreSQL the
+holds are advisory locks by bucket of keys (retention_repo.hold_blob_keys), at most
+BLOB_LOCK_BUCKETS per transaction; a deleter only ever tries them (pg_try_advisory_xact_lock),
+so it never waits on a writer while holding the rows a writer may be waiting for, and a key it
+cannot claim within CLAIM_SECONDS stays (its bytes take space until a later run deletes the
+same key again; nothing is lost).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection
@@ -32,10 +39,15 @@ from litemx.ports import BlobStore
 from litemx.storage import retention_repo
 from litemx.storage.blobs import content_key, put_all
 
+log = logging.getLogger("litemx.blobs")
+
+CLAIM_SECONDS = 1.0  # how long a deleter keeps trying keys that writers hold
+CLAIM_PAUSE_SECONDS = 0.01
+
 
 def hold(conn: Connection, keys: Iterable[str]) -> None:
     """Keep `keys` from being deleted until this transaction ends (call before relying on them)."""
-    retention_repo.lock_blob_keys(conn, keys, exclusive=False)
+    retention_repo.hold_blob_keys(conn, keys)
 
 
 def put_held(conn: Connection, blobs: BlobStore, items: Sequence[bytes]) -> list[str]:
@@ -57,19 +69,30 @@ def put_missing(blobs: BlobStore, items: Mapping[str, bytes]) -> int:
 def delete_unreferenced(conn: Connection, blobs: BlobStore, keys: Iterable[str]) -> int:
     """Delete the blobs among `keys` that no row references any more; returns how many went.
 
-    Call inside the transaction that removed the references, after removing them: the
-    reference check then sees this transaction's own changes and everyone's committed ones,
-    and the exclusive hold makes a writer still holding one of the keys commit first.
+    Call inside the transaction that removed the references, after removing them and as its
+    last statement before commit: the reference check then sees this transaction's own changes
+    and everyone's committed ones.
 
     Raises: Unavailable when the blob store fails (the transaction then rolls back).
     """
     keys = {key for key in keys if key}
     candidates = keys - retention_repo.referenced_keys(conn, keys)
-    if not candidates:
-        return 0
-    # Only the unreferenced ones are taken, then checked again: a key this transaction holds
-    # shared is referenced by its own rows, so it never waits on itself — nor on another
-    # transaction holding the same key shared and waiting for ours (a deadlock).
-    retention_repo.lock_blob_keys(conn, candidates, exclusive=True)
-    doomed = candidates - retention_repo.referenced_keys(conn, candidates)
+    claimed = _claim(conn, candidates)
+    doomed = claimed - retention_repo.referenced_keys(conn, claimed)
     return sum(1 for key in sorted(doomed) if blobs.delete(key))
+
+
+def _claim(conn: Connection, keys: set[str]) -> set[str]:
+    """The keys this transaction may delete: claimed from writers holding them (they commit
+    within milliseconds), retrying briefly; what stays held after CLAIM_SECONDS is left alone."""
+    claimed: set[str] = set()
+    deadline = time.monotonic() + CLAIM_SECONDS
+    while True:
+        claimed |= retention_repo.claim_blob_keys(conn, keys - claimed)
+        if claimed == keys or time.monotonic() >= deadline:
+            break
+        time.sleep(CLAIM_PAUSE_SECONDS)
+    if claimed != keys:
+        log.warning("left %d unreferenced blob(s) that writers still held after %.1f s; a later run "
+                    "deletes them if nothing references them then", len(keys - claimed), CLAIM_SECONDS)
+    return claimed

@@ -125,27 +125,50 @@ def referenced_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
     return found
 
 
-def lock_blob_keys(conn: Connection, keys: Iterable[str], *, exclusive: bool) -> None:
-    """Hold `keys` until the transaction ends: shared by a writer adding rows that reference
-    them, exclusive by a run about to delete the ones no row references (service/blob_refs).
+# Advisory locks of blob keys (PostgreSQL): the two-int form, in a class of their own so no other
+# advisory-lock user of the database collides with them, one lock per bucket of keys so that a
+# transaction never holds more than BLOB_LOCK_BUCKETS of them whatever it stores (PostgreSQL's lock
+# table is shared and small: max_locks_per_transaction x max_connections).
+BLOB_LOCK_CLASS = 0x4C4D42  # "LMB"
+BLOB_LOCK_BUCKETS = 1024
 
-    PostgreSQL: one transaction-scoped advisory lock per key (its first 64 bits), taken in
-    sorted order so a writer and a deleter never wait on each other in a cycle. SQLite: nothing
-    to take, because every write transaction already holds the database's one write lock
-    (BEGIN IMMEDIATE), so a writer's and a deleter's transactions never overlap.
+
+def hold_blob_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """A writer about to reference `keys`: hold them (shared) until its transaction ends.
+
+    PostgreSQL: one shared advisory lock per bucket of keys, taken in order. SQLite: nothing to
+    take, because every write transaction already holds the database's one write lock (BEGIN
+    IMMEDIATE), so a writer's and a deleter's transactions never overlap.
     """
     if conn.dialect.name != "postgresql":
         return
-    ids = sorted({_lock_id(key) for key in keys if key})
-    if ids:
-        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        # A function scan returns the array in order, so the locks are taken in that order.
-        conn.execute(text(f"SELECT count({function}(k)) FROM unnest(CAST(:ids AS bigint[])) AS k"), {"ids": ids})
+    buckets = sorted({_bucket(key) for key in keys if key})
+    if buckets:
+        conn.execute(_HOLD, {"c": BLOB_LOCK_CLASS, "bs": buckets}).all()
 
 
-def _lock_id(key: str) -> int:
-    """A signed 64-bit advisory-lock id from a blob key (hex SHA-256): two keys sharing one only wait."""
-    return int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
+def claim_blob_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
+    """A deleter: which of `keys` it now holds exclusively until its transaction ends; a key
+    some writer holds is left out. Never waits, so a deleter can never be part of a deadlock
+    (it may hold row locks a writer waits for). SQLite: all of them (see hold_blob_keys).
+    """
+    keys = {key for key in keys if key}
+    if conn.dialect.name != "postgresql":
+        return keys
+    buckets = sorted({_bucket(key) for key in keys})
+    taken = set(conn.execute(_CLAIM, {"c": BLOB_LOCK_CLASS, "bs": buckets}).scalars()) if buckets else set()
+    return {key for key in keys if _bucket(key) in taken}
+
+
+# One round trip each. A function scan returns the array in order and these lock functions are
+# parallel-restricted, so the locks are taken one by one in that (sorted) order.
+_HOLD = text("SELECT pg_advisory_xact_lock_shared(:c, b) FROM unnest(CAST(:bs AS integer[])) AS b")
+_CLAIM = text("SELECT b FROM unnest(CAST(:bs AS integer[])) AS b WHERE pg_try_advisory_xact_lock(:c, b)")
+
+
+def _bucket(key: str) -> int:
+    """The lock bucket of a blob key (hex SHA-256, uniformly spread)."""
+    return int(key[:8], 16) % BLOB_LOCK_BUCKETS
 
 
 # --------------------------------------------------------------------------- metadata pruning
