@@ -77,22 +77,29 @@ def test_a_deleter_never_deletes_a_blob_a_writer_holds(services, acme, clock, mo
             {"filename": "report.pdf", "content_type": "application/pdf",
              "content_base64": base64.b64encode(PDF).decode("ascii")}])
 
-    writer = threading.Thread(target=create_draft)
-    writer.start()
-    assert stored.wait(20)
-    deleter = threading.Thread(target=lambda: results.update(run=services.retention.run(acme, LATER)))
-    deleter.start()
-    deleter.join(0.5)
-    go.set()
-    writer.join(20)
-    deleter.join(20)
-
-    assert results["run"]["counts"]["messages_cleaned"] == 1
+    _retention_while_writing(services, acme, create_draft, stored, go, results)
     assert services.infra.blobs.exists(KEY)
     with services.infra.db.read() as conn:
         files = sending_repo.draft_attachments_of(conn, [results["draft"]["id"]])[results["draft"]["id"]]
     assert [f["blob_key"] for f in files] == [KEY]
     assert services.infra.blobs.get(KEY) == PDF
+
+
+def _retention_while_writing(services, acme, write, paused: threading.Event, go: threading.Event,
+                             results: dict[str, object]) -> None:
+    """Run `write` until it pauses (inside its transaction), start a retention run that expires
+    the old copy, let the writer finish; both must end, and the run must have cleaned it."""
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert paused.wait(20)
+    deleter = threading.Thread(target=lambda: results.update(run=services.retention.run(acme, LATER)))
+    deleter.start()
+    deleter.join(0.3)  # the run reaches its claim (PostgreSQL) or the write lock (SQLite) meanwhile
+    go.set()
+    writer.join(20)
+    deleter.join(20)
+    assert not writer.is_alive() and not deleter.is_alive()
+    assert results["run"]["counts"]["messages_cleaned"] == 1
 
 
 def test_inbound_holds_its_blobs_until_its_rows_commit(services, acme, clock, monkeypatch):
@@ -109,19 +116,9 @@ def test_inbound_holds_its_blobs_until_its_rows_commit(services, acme, clock, mo
 
     monkeypatch.setattr(inbound_module.InboundService, "_store", store)
     results: dict[str, object] = {}
-    writer = threading.Thread(target=lambda: results.update(new=ingest(
+    _retention_while_writing(services, acme, lambda: results.update(new=ingest(
         services, clock, LATER, Mail(subject="Q4", text="again", to=SUPPORT,
-                                     files=[("report.pdf", "application/pdf", PDF)]))))
-    writer.start()
-    assert storing.wait(20)
-    deleter = threading.Thread(target=lambda: results.update(run=services.retention.run(acme, LATER)))
-    deleter.start()
-    deleter.join(0.3)
-    go.set()
-    writer.join(20)
-    deleter.join(20)
-
-    assert results["run"]["counts"]["messages_cleaned"] == 1
+                                     files=[("report.pdf", "application/pdf", PDF)]))), storing, go, results)
     assert [a["blob_key"] for a in attachment_rows(services, old)] == [None]
     assert [a["blob_key"] for a in attachment_rows(services, results["new"][0])] == [KEY]
     assert services.infra.blobs.get(KEY) == PDF
