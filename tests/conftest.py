@@ -74,8 +74,10 @@ def clock() -> FakeClock:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, dns: LoopbackDnsServer) -> Settings:
     # Never the machine's resolver: every lookup goes to the loopback test server.
+    # No failed-authentication limit: tests refuse bad tokens on every route of the matrix from one
+    # client; tests/test_auth_limits.py turns it on.
     return Settings.load({}, data_dir=tmp_path / "data", database_url=database_url, hostname="mx.litemx.test",
-                         dns_servers=dns.address)
+                         dns_servers=dns.address, auth_failures_per_minute=0)
 
 
 @pytest.fixture

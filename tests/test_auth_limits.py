@@ -5,18 +5,28 @@ works; the budget refills with time; the bound holds under concurrency."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from litemx.errors import RateLimited, Unauthorized
 from litemx.service.auth_limits import FailureLimiter
+from litemx.settings import Settings
 from tests.support.api import assert_error, audit_since, bearer, last_audit_id
 from tests.support.clock import FakeClock
 
 LIMIT = 60  # the default
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def settings(settings):
+    """The product's default limit (the shared fixture turns it off for every other test)."""
+    assert Settings.auth_failures_per_minute == LIMIT
+    return dataclasses.replace(settings, auth_failures_per_minute=LIMIT)
 
 
 def _bad() -> dict[str, str]:
@@ -53,6 +63,12 @@ def test_the_budget_refills_with_time(client, services, clock: FakeClock):
     assert_error(client.get("/api/mailboxes", headers=_bad()), 429, "rate_limited")
     clock.advance(seconds=10)  # a minute refills LIMIT: ten seconds, ten attempts
     for _ in range(10):
+        assert_error(client.get("/api/mailboxes", headers=_bad()), 401, "unauthorized")
+    since = last_audit_id(services)
+    assert_error(client.get("/api/mailboxes", headers=_bad()), 429, "rate_limited")
+    assert _denied(services, since) == []  # the same episode: a steady client costs ~LIMIT rows a minute
+    clock.advance(seconds=60)  # quiet for a full bucket: the episode is over
+    for _ in range(LIMIT):
         assert_error(client.get("/api/mailboxes", headers=_bad()), 401, "unauthorized")
     since = last_audit_id(services)
     assert_error(client.get("/api/mailboxes", headers=_bad()), 429, "rate_limited")
@@ -99,3 +115,19 @@ def test_the_buckets_are_capped_least_recently_seen_first(clock: FakeClock):
     assert limiter.spend("a") is not None  # a is over, and now the most recent
     assert limiter.spend("c") is None  # b, the least recently seen, makes room
     assert limiter.spend("a") is not None and limiter.spend("b") is None  # b starts over with a full bucket
+
+
+def test_a_clock_stepping_back_does_not_refuse_an_address_within_its_budget(clock: FakeClock):
+    limiter = FailureLimiter(60, clock)
+    assert limiter.spend("192.0.2.1") is None
+    clock.current = clock.current - timedelta(hours=1)  # the wall clock corrected by an hour
+    assert limiter.spend("192.0.2.1") is None
+
+
+def test_an_ipv6_client_is_its_64_and_ipv4_is_its_address(clock: FakeClock):
+    limiter = FailureLimiter(2, clock)
+    assert limiter.spend("2001:db8:1:2::1") is None and limiter.spend("2001:db8:1:2:ffff::9") is None
+    assert limiter.spend("2001:db8:1:2::77") is not None  # the same /64: one bucket
+    assert limiter.spend("2001:db8:1:3::1") is None  # the next /64: its own
+    assert limiter.spend("::ffff:192.0.2.1") is None and limiter.spend("192.0.2.1") is None  # one IPv4 host
+    assert limiter.spend("192.0.2.1") is not None and limiter.spend("192.0.2.2") is None
