@@ -78,6 +78,7 @@ REQUESTS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
     "messages.reply": ({"id": "{message}"}, REPLY),
     "threads.reply": ({"id": "{thread}"}, REPLY),
     "threads.draft": ({"id": "{thread}"}, REPLY),
+    "suppressions.list": ({}, None),
 }
 
 # Live operations whose issue has not yet added its row (their own tests cover them for now).
@@ -88,7 +89,7 @@ PENDING = {
     # reason missing_scope, SPEC §6), not by the scope check this matrix expects, and this world's
     # domain is not ready to send; test_send_preflight.py covers both
     "drafts.send", "send.direct",
-    "suppressions.list", "suppressions.delete",
+    "suppressions.delete",  # needs a suppression, made by a bounce (test_bounces.py)
     # operator/abuse and retention (admin only)
     "retention.run", "mailboxes.legal_hold", "mailboxes.export", "mailboxes.purge", "domains.disable",
     "domains.enable", "mailboxes.disable", "mailboxes.enable", "tokens.disable", "tokens.enable",
