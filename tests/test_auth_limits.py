@@ -131,3 +131,8 @@ def test_an_ipv6_client_is_its_64_and_ipv4_is_its_address(clock: FakeClock):
     assert limiter.spend("2001:db8:1:3::1") is None  # the next /64: its own
     assert limiter.spend("::ffff:192.0.2.1") is None and limiter.spend("192.0.2.1") is None  # one IPv4 host
     assert limiter.spend("192.0.2.1") is not None and limiter.spend("192.0.2.2") is None
+    # Loopback and link-local: one host per address (and zone), not a whole /64.
+    assert limiter.spend("fe80::1%eth0") is None and limiter.spend("fe80::1%eth0") is None
+    assert limiter.spend("fe80::1%eth0") is not None
+    assert limiter.spend("fe80::2%eth0") is None and limiter.spend("fe80::1%eth1") is None
+    assert limiter.spend("::1") is None and limiter.spend("::") is None

@@ -12,6 +12,7 @@ import base64
 import threading
 
 import pytest
+from sqlalchemy import event
 
 from litemx.service import blob_refs
 from litemx.service import inbound as inbound_module
@@ -19,6 +20,8 @@ from litemx.storage import retention_repo, sending_repo
 from litemx.storage.blobs import content_key
 from tests.support.inbox import Mail
 from tests.support.retention_helpers import SUPPORT, T0, attachment_rows, blob_keys, days, host, ingest
+from tests.support.sending import MAILBOX as SENDING_BOX
+from tests.support.sending import hosted
 
 PDF = b"%PDF-1.4 shared quarterly report " + bytes(range(256)) * 8
 KEY = content_key(PDF)
@@ -191,3 +194,43 @@ def test_a_transaction_holds_a_bounded_number_of_advisory_locks(services):
                                     "AND pid = pg_backend_pid()").scalar()
         assert held == retention_repo.BLOB_LOCK_BUCKETS
         assert retention_repo.claim_blob_keys(conn, keys[:10]) == set(keys[:10])  # its own holds never stop it
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite: the write lock orders them
+def test_sending_a_draft_holds_its_files_until_it_commits(services, tenant, clock, dns, monkeypatch):
+    """Sending a draft moves its file's key from draft_attachments to the sent message's
+    attachments: until that commits, no deleter may claim the key."""
+    clock.current = T0
+    caller = hosted(services, tenant.token, dns)
+    draft = services.drafts.create(caller, SENDING_BOX, to=["bob@example.net"], subject="fwd",
+                                   attachments=[_file("report.pdf", PDF)])
+    ready, go = threading.Event(), threading.Event()
+    real_release = sending_repo.release_draft_blobs
+
+    def release(conn, draft_id):  # the send, about to commit
+        real_release(conn, draft_id)
+        ready.set()
+        assert go.wait(20)
+
+    monkeypatch.setattr(sending_repo, "release_draft_blobs", release)
+    results: dict[str, object] = {}
+    sender = threading.Thread(target=lambda: results.update(sent=services.sending.send_draft(caller, draft["id"])))
+    sender.start()
+    assert ready.wait(20)
+    with services.infra.db.write() as conn:
+        claimed_during = retention_repo.claim_blob_keys(conn, {KEY})
+    go.set()
+    sender.join(30)
+    assert claimed_during == set() and "sent" in results
+    with services.infra.db.write() as conn:
+        assert retention_repo.claim_blob_keys(conn, {KEY}) == {KEY}  # released at its commit
+
+
+def test_a_reference_check_is_one_statement(services):
+    """Under READ COMMITTED each statement has its own snapshot: a reference moving between two
+    tables while a check read them one by one would be seen in neither."""
+    statements: list[str] = []
+    with services.infra.db.write() as conn:
+        event.listen(conn, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        retention_repo.referenced_keys(conn, [KEY, content_key(b"other")])
+    assert len(statements) == 1

@@ -99,5 +99,7 @@ def _client_key(address: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
+        if ip.is_loopback or ip.is_link_local:  # one host per address (and zone), not a site
+            return address
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)

@@ -22,9 +22,10 @@ puts it back), or the writer's does (the deleter's second check sees the committ
 SQLite, write transactions never overlap, so none of this takes a lock there. On PostgreSQL the
 holds are advisory locks by bucket of keys (retention_repo.hold_blob_keys), at most
 BLOB_LOCK_BUCKETS per transaction; a deleter only ever tries them (pg_try_advisory_xact_lock),
-so it never waits on a writer while holding the rows a writer may be waiting for, and a key it
-cannot claim within CLAIM_SECONDS stays (its bytes take space until a later run deletes the
-same key again; nothing is lost).
+so it never waits on a writer while holding the rows a writer may be waiting for. A key it
+cannot claim within CLAIM_SECONDS stays in the store although nothing may reference it any more:
+space, never data (no sweep finds such blobs yet). While a deleter holds its buckets, writers
+of keys in those buckets wait for its commit.
 """
 
 from __future__ import annotations
@@ -79,7 +80,23 @@ def delete_unreferenced(conn: Connection, blobs: BlobStore, keys: Iterable[str])
     candidates = keys - retention_repo.referenced_keys(conn, keys)
     claimed = _claim(conn, candidates)
     doomed = claimed - retention_repo.referenced_keys(conn, claimed)
-    return sum(1 for key in sorted(doomed) if blobs.delete(key))
+    return _delete(blobs, sorted(doomed))
+
+
+def _delete(blobs: BlobStore, keys: list[str]) -> int:
+    """Delete `keys`; how many went. A failure on the first raises (nothing is gone: the
+    transaction rolls back and the run is retried); a failure after some are gone is logged
+    and that blob stays, because rolling back now would restore rows pointing at blobs already
+    deleted."""
+    gone = 0
+    for i, key in enumerate(keys):
+        try:
+            gone += bool(blobs.delete(key))
+        except Exception:
+            if i == 0:
+                raise
+            log.warning("could not delete blob %s; it stays (space, not data)", key, exc_info=True)
+    return gone
 
 
 def _claim(conn: Connection, keys: set[str]) -> set[str]:

@@ -174,6 +174,8 @@ class SendService(ServiceBase):
                               draft["html_body"], bool(keys))
         cleared = self._preflight(conn, caller, request, "draft", draft["id"])
         rows = sending_repo.draft_attachments_of(conn, [draft["id"]])[draft["id"]]
+        # The files move from the draft's rows to the sent message's: held across the move (blob_refs).
+        blob_refs.hold(conn, [r["blob_key"] for r in rows])
         files = attachments_out.load(self.infra.blobs, rows)
         built = self._build(cleared, request, keys, draft, files)
         result = self._queue(conn, caller, cleared, built, draft, files, [r["blob_key"] for r in rows])
@@ -226,6 +228,7 @@ class SendService(ServiceBase):
         message_id = new_id("msg")
         thread_id = self._thread(conn, box, draft["thread_id"] if draft else None, out.subject)
         parsed = mime.parse_message(raw)
+        # Not held (blob_refs): a fresh Message-ID and Date make these bytes no other row's.
         row = _message_row(message_id, box, thread_id, raw, self.infra.blobs.put(raw), parsed, now)
         row["has_attachments"] = attachments_out.has_attachments(files)
         messages_repo.add_message(conn, row)

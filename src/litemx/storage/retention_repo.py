@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, delete, func, or_, select, text, update
+from sqlalchemy import Column, Connection, Table, delete, func, or_, select, text, union, update
 
 from litemx.storage import messages_repo
 from litemx.storage.jobs_repo import claim_job, finish_job, renew_job  # noqa: F401 - the retention job's lease
@@ -117,11 +117,16 @@ def referenced_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(wanted), 500):  # bounded IN lists
         chunk = wanted[start:start + 500]
+        # One statement over every table: under READ COMMITTED each statement reads its own
+        # snapshot, and a reference moving from one table to another (a draft's file becoming
+        # the sent message's) between two statements would be seen in neither.
+        parts = []
         for table, column in _blob_key_columns():
             conds = [column.in_(chunk)]
             if table is inbound_queue:
                 conds.append(inbound_queue.c.status.in_(_QUEUE_HOLDING))
-            found |= {r[0] for r in conn.execute(select(column).where(*conds).distinct())}
+            parts.append(select(column.label("key")).where(*conds))
+        found |= {r[0] for r in conn.execute(union(*parts))}
     return found
 
 
@@ -162,8 +167,9 @@ def claim_blob_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
 
 # One round trip each. A function scan returns the array in order and these lock functions are
 # parallel-restricted, so the locks are taken one by one in that (sorted) order.
-_HOLD = text("SELECT pg_advisory_xact_lock_shared(:c, b) FROM unnest(CAST(:bs AS integer[])) AS b")
-_CLAIM = text("SELECT b FROM unnest(CAST(:bs AS integer[])) AS b WHERE pg_try_advisory_xact_lock(:c, b)")
+_HOLD = text("SELECT pg_advisory_xact_lock_shared(CAST(:c AS integer), b) FROM unnest(CAST(:bs AS integer[])) AS b")
+_CLAIM = text("SELECT b FROM unnest(CAST(:bs AS integer[])) AS b "
+              "WHERE pg_try_advisory_xact_lock(CAST(:c AS integer), b)")
 
 
 def _bucket(key: str) -> int:
