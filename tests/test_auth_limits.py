@@ -136,3 +136,11 @@ def test_an_ipv6_client_is_its_64_and_ipv4_is_its_address(clock: FakeClock):
     assert limiter.spend("fe80::1%eth0") is not None
     assert limiter.spend("fe80::2%eth0") is None and limiter.spend("fe80::1%eth1") is None
     assert limiter.spend("::1") is None and limiter.spend("::") is None
+
+
+def test_valid_tokens_never_spend_the_budget(client, services, tenant):
+    for _ in range(2 * LIMIT):
+        assert client.get("/api/mailboxes", headers=bearer(tenant.token)).status_code == 200
+    for _ in range(LIMIT):
+        assert_error(client.get("/api/mailboxes", headers=_bad()), 401, "unauthorized")
+    assert_error(client.get("/api/mailboxes", headers=_bad()), 429, "rate_limited")
