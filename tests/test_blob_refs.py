@@ -234,3 +234,27 @@ def test_a_reference_check_is_one_statement(services):
         event.listen(conn, "before_cursor_execute", lambda *args: statements.append(args[2]))
         retention_repo.referenced_keys(conn, [KEY, content_key(b"other")])
     assert len(statements) == 1
+
+
+def test_the_scheduled_run_sweeps_blobs_nothing_references_once_past_the_grace(services, acme, clock):
+    """A writer that rolled back after storing its bytes leaves a blob no row references. The
+    scheduled run deletes it once it is older than ORPHAN_GRACE on the real clock; blobs rows
+    reference, and a young orphan (maybe a write in progress), stay."""
+    from datetime import UTC, datetime
+
+    from litemx.service.retention import ORPHAN_GRACE
+
+    kept = ingest(services, clock, datetime.now(UTC), Mail(subject="Q3", text="report", to=SUPPORT,
+                                                           files=[("report.pdf", "application/pdf", PDF)]))[0]
+    assert KEY in blob_keys(services, kept)
+    orphan = services.infra.blobs.put(b"stored, then the transaction rolled back")
+    clock.current = datetime.now(UTC) + ORPHAN_GRACE + days(1)  # every file here is past the grace
+    young = services.infra.blobs.put(b"a write in progress")  # its mtime is now; the grace is on the clock
+    clock.current = datetime.now(UTC) + ORPHAN_GRACE / 2
+    assert services.retention.run_all()["instance"]["orphans_deleted"] == 0  # nothing is old enough yet
+    clock.current = datetime.now(UTC) + ORPHAN_GRACE + days(1)
+    result = services.retention.run_all()
+    assert result["instance"]["orphans_deleted"] == 2  # the orphan and the young one, now both old
+    assert not services.infra.blobs.exists(orphan) and not services.infra.blobs.exists(young)
+    referenced = blob_keys(services, kept)
+    assert len(referenced) == 2 and all(services.infra.blobs.exists(k) for k in referenced)

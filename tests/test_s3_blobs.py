@@ -5,6 +5,7 @@ it, and retention deleting blobs there too."""
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
 
 import boto3
@@ -56,6 +57,16 @@ def test_the_s3_store_keeps_the_content_addressed_contract(s3, s3_endpoint):
         store.get(key)
     with pytest.raises(KeyError):
         store.get("../../etc/passwd")
+
+
+def test_the_s3_store_lists_the_keys_written_before_a_moment(s3, s3_endpoint):
+    store = S3BlobStore.from_url(f"s3://{BUCKET}/mail/blobs", s3_endpoint)
+    keys = {store.put(b"one"), store.put(b"two")}
+    s3.put_object(Bucket=BUCKET, Key="mail/blobs/ab/cd/not-a-key", Body=b"x")  # never a candidate
+    s3.put_object(Bucket=BUCKET, Key="elsewhere/" + next(iter(keys)), Body=b"x")  # outside the prefix
+    now = datetime.now(timezone.utc)
+    assert set(store.keys_written_before(now + timedelta(minutes=1))) == keys
+    assert list(store.keys_written_before(now - timedelta(hours=1))) == []
 
 
 def test_an_unreachable_or_missing_bucket_is_unavailable_not_a_crash(s3_endpoint, s3):

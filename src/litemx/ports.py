@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -33,6 +34,11 @@ class BlobStore(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def keys_written_before(self, moment: datetime) -> Iterator[str]:
+        """Every stored key whose blob was last written before `moment` (the orphan sweep's
+        candidates, service/blob_refs.py). Raises: Unavailable when the store fails."""
+        ...
 
 
 class Resolver(Protocol):

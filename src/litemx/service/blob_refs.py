@@ -24,7 +24,7 @@ holds are advisory locks by bucket of keys (retention_repo.hold_blob_keys), at m
 BLOB_LOCK_BUCKETS per transaction; a deleter only ever tries them (pg_try_advisory_xact_lock),
 so it never waits on a writer while holding the rows a writer may be waiting for. A key it
 cannot claim within CLAIM_SECONDS stays in the store although nothing may reference it any more:
-space, never data (no sweep finds such blobs yet). While a deleter holds its buckets, writers
+space, never data, until the scheduled retention run's orphan sweep finds it (retention.py). While a deleter holds its buckets, writers
 of keys in those buckets wait for its commit.
 """
 

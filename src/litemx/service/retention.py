@@ -48,6 +48,7 @@ METADATA_DAYS = 365
 AS_OF_MIN_YEAR, AS_OF_MAX_YEAR = 2000, 9000
 JOB = "retention"
 JOB_LEASE = timedelta(minutes=15)
+ORPHAN_GRACE = timedelta(days=1)  # an unreferenced blob younger than this may be a write in progress
 
 Heartbeat = Callable[[], None]
 
@@ -181,7 +182,8 @@ class RetentionService(ServiceBase):
                 return total
 
     def _sweep_instance(self, as_of: datetime, heartbeat: Heartbeat | None) -> dict[str, int]:
-        """Rows no account owns: audit of unknown tokens, finished inbound queue rows."""
+        """What no account owns: audit of unknown tokens, finished inbound queue rows, and blobs
+        nothing references any more."""
         beat = heartbeat or (lambda: None)
         cutoff = as_of - timedelta(days=METADATA_DAYS)
         result = {"audit_pruned": self._prune_audit(None, self._audit_cutoff(as_of), [], beat), "queue_pruned": 0,
@@ -193,7 +195,34 @@ class RetentionService(ServiceBase):
                 result["blobs_deleted"] += delete_unreferenced(conn, self.infra.blobs, {r["raw_key"] for r in rows})
             beat()
             if len(rows) < BATCH:
-                return result
+                break
+        result["orphans_deleted"] = self._sweep_orphans(beat)
+        return result
+
+    def _sweep_orphans(self, beat: Heartbeat) -> int:
+        """Blobs no row references, last written more than ORPHAN_GRACE ago: left by a writer that
+        rolled back, a key a run could not claim in time, a delete that failed (blob_refs). Through
+        delete_unreferenced, so a writer about to reference one keeps it. The grace is on the real
+        clock, never on a run's `as_of`: it protects writes that take no hold because their bytes
+        are new (an accepted message's raw blob before its queue row commits)."""
+        blobs, total, chunk = self.infra.blobs, 0, []
+        for key in blobs.keys_written_before(self.clock.now() - ORPHAN_GRACE):
+            chunk.append(key)
+            if len(chunk) == BATCH:
+                total += self._delete_orphans(chunk)
+                chunk = []
+                beat()
+        return total + (self._delete_orphans(chunk) if chunk else 0)
+
+    def _delete_orphans(self, keys: list[str]) -> int:
+        # Most blobs are referenced: find the candidates without the writer lock, then delete
+        # them (checked again) as a background writer, behind any SMTP accept waiting for it.
+        with self.db.read() as conn:
+            candidates = set(keys) - repo.referenced_keys(conn, keys)
+        if not candidates:
+            return 0
+        with self.db.write(background=True) as conn:
+            return delete_unreferenced(conn, self.infra.blobs, candidates)
 
     def _record(self, account_id: str, as_of: datetime, counts: CleanupCounts, requested: dict[str, Any]) -> None:
         details = {"as_of": iso(as_of), **asdict(counts), "requested": requested}

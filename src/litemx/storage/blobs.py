@@ -19,8 +19,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -70,7 +71,7 @@ class FileBlobStore:
 
         Raises: KeyError for anything but a lowercase hex SHA-256.
         """
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        if not is_key(key):
             raise KeyError(key)
         return os.path.join(self._root, key[:2], key[2:4], key)
 
@@ -176,6 +177,27 @@ class FileBlobStore:
             return os.path.exists(self._file(key))
         except KeyError:
             return False
+
+    def keys_written_before(self, moment: datetime) -> Iterator[str]:
+        """Blob files whose mtime is before `moment` (temp files and anything else skipped)."""
+        limit = moment.timestamp()
+        for top in _subdirectories(self._root):
+            for middle in _subdirectories(top):
+                with os.scandir(middle) as entries:
+                    for entry in entries:
+                        if is_key(entry.name) and entry.is_file() and entry.stat().st_mtime < limit:
+                            yield entry.name
+
+
+def _subdirectories(path: str) -> list[str]:
+    """The fan-out directories (`ab`, `cd`) under path."""
+    with os.scandir(path) as entries:
+        return sorted(e.path for e in entries if len(e.name) == 2 and e.is_dir())
+
+
+def is_key(name: str) -> bool:
+    """Whether `name` is a blob key: a lowercase hex SHA-256."""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def _write_all(fd: int, data: bytes) -> None:

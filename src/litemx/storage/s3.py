@@ -15,6 +15,8 @@ role); `LITEMX_S3_ENDPOINT` points it at MinIO, moto, Ceph, R2 or similar.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from litemx.errors import InvalidRequest, Unavailable
-from litemx.storage.blobs import content_key
+from litemx.storage.blobs import content_key, is_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
@@ -58,7 +60,7 @@ class S3BlobStore:
 
     def object_key(self, key: str) -> str:
         """Where blob `key` lives in the bucket. Raises: KeyError for a key that is not a SHA-256 hex."""
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        if not is_key(key):
             raise KeyError(key)
         path = f"{key[:2]}/{key[2:4]}/{key}"
         return f"{self.prefix}/{path}" if self.prefix else path
@@ -85,6 +87,20 @@ class S3BlobStore:
         except KeyError:
             return False
         return True
+
+    def keys_written_before(self, moment: datetime) -> Iterator[str]:
+        """Objects under the prefix whose LastModified is before `moment`.
+
+        Raises: Unavailable when the store fails.
+        """
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        with _translated():
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"].rpartition("/")[2]
+                    if (item["LastModified"] < moment and is_key(key)
+                            and item["Key"] == prefix + f"{key[:2]}/{key[2:4]}/{key}"):
+                        yield key
 
     def delete(self, key: str) -> bool:
         """True when an object was removed (S3 DELETE itself never says, so HEAD first).
