@@ -9,13 +9,16 @@ whichever transaction runs first, the new row ends up pointing at bytes that exi
 from __future__ import annotations
 
 import base64
+import os
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event
 
 from litemx.service import blob_refs
 from litemx.service import inbound as inbound_module
+from litemx.service.retention import ORPHAN_GRACE
 from litemx.storage import retention_repo, sending_repo
 from litemx.storage.blobs import content_key
 from tests.support.inbox import Mail
@@ -238,23 +241,57 @@ def test_a_reference_check_is_one_statement(services):
 
 def test_the_scheduled_run_sweeps_blobs_nothing_references_once_past_the_grace(services, acme, clock):
     """A writer that rolled back after storing its bytes leaves a blob no row references. The
-    scheduled run deletes it once it is older than ORPHAN_GRACE on the real clock; blobs rows
-    reference, and a young orphan (maybe a write in progress), stay."""
-    from datetime import UTC, datetime
-
-    from litemx.service.retention import ORPHAN_GRACE
-
+    scheduled runs delete it once it is older than ORPHAN_GRACE on the real clock (each day's run
+    looks at one sixteenth of the store); blobs rows reference stay, and nothing young goes."""
     kept = ingest(services, clock, datetime.now(UTC), Mail(subject="Q3", text="report", to=SUPPORT,
                                                            files=[("report.pdf", "application/pdf", PDF)]))[0]
-    assert KEY in blob_keys(services, kept)
-    orphan = services.infra.blobs.put(b"stored, then the transaction rolled back")
-    clock.current = datetime.now(UTC) + ORPHAN_GRACE + days(1)  # every file here is past the grace
-    young = services.infra.blobs.put(b"a write in progress")  # its mtime is now; the grace is on the clock
-    clock.current = datetime.now(UTC) + ORPHAN_GRACE / 2
-    assert services.retention.run_all()["instance"]["orphans_deleted"] == 0  # nothing is old enough yet
-    clock.current = datetime.now(UTC) + ORPHAN_GRACE + days(1)
-    result = services.retention.run_all()
-    assert result["instance"]["orphans_deleted"] == 2  # the orphan and the young one, now both old
-    assert not services.infra.blobs.exists(orphan) and not services.infra.blobs.exists(young)
+    orphans = {services.infra.blobs.put(f"stored, then rolled back {i}".encode()) for i in range(6)}
+    start = datetime.now(UTC)
+    clock.current = start + ORPHAN_GRACE / 2
+    assert services.retention.run_all()["instance"]["orphans_deleted"] == 0  # too young, whatever the shard
+    swept = 0
+    for day in range(16):
+        clock.current = start + ORPHAN_GRACE + days(day + 1)
+        swept += services.retention.run_all()["instance"]["orphans_deleted"]
+    assert swept == len(orphans) and not any(services.infra.blobs.exists(k) for k in orphans)
     referenced = blob_keys(services, kept)
     assert len(referenced) == 2 and all(services.infra.blobs.exists(k) for k in referenced)
+
+
+def _age(services, key: str, by: timedelta) -> None:
+    old = (datetime.now(UTC) - by).timestamp()
+    os.utime(services.infra.blobs._file(key), (old, old))
+
+
+def test_a_large_message_whose_bytes_were_seen_before_keeps_its_blob(services, acme, clock, monkeypatch):
+    """SES (or simulate) hands over the same bytes again: an earlier attempt stored the large
+    raw blob and its queue row never committed, so it is an old orphan. Accepting it again finds
+    the blob there; a sweep running before the queue row commits must not leave the acknowledged
+    message without its bytes."""
+    raw = Mail(subject="big", text="x" * 400_000, to=SUPPORT, message_id="<big@ses.example>").build()
+    key = services.infra.blobs.put(raw)  # attempt 1: the blob, and no queue row
+    _age(services, key, ORPHAN_GRACE * 2)
+    clock.current = datetime.now(UTC) + days(16)  # the sweep's shard of the day: whichever, see below
+    original = services.inbound._queue_rows.add
+
+    def add_after_a_sweep(row):
+        for day in range(16):  # every shard: the key's own is among them
+            clock.current = datetime.now(UTC) + days(day)
+            services.retention.run_all()
+        return original(row)
+
+    monkeypatch.setattr(services.inbound._queue_rows, "add", add_after_a_sweep)
+    services.inbound.accept(raw, "alice@sender.example", [services.inbound.route_recipient(SUPPORT)], source="ses")
+    assert services.infra.blobs.get(key) == raw
+
+
+def test_the_file_walk_skips_what_another_run_deletes_meanwhile(services):
+    store = services.infra.blobs
+    keys = sorted(store.put(f"blob {i}".encode()) for i in range(3))
+    for key in keys:
+        _age(services, key, ORPHAN_GRACE * 2)
+    walk = store.keys_written_before(datetime.now(UTC) - ORPHAN_GRACE)
+    first = next(walk)
+    for key in set(keys) - {first}:
+        store.delete(key)
+    assert list(walk) == []

@@ -5,8 +5,8 @@ it, and retention deleting blobs there too."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest

@@ -35,9 +35,10 @@ class BlobStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def keys_written_before(self, moment: datetime) -> Iterator[str]:
-        """Every stored key whose blob was last written before `moment` (the orphan sweep's
-        candidates, service/blob_refs.py). Raises: Unavailable when the store fails."""
+    def keys_written_before(self, moment: datetime, shard: str = "") -> Iterator[str]:
+        """Every stored key starting with `shard` whose blob was last written (or put again)
+        before `moment`: the orphan sweep's candidates (service/retention.py). Raises:
+        Unavailable when the store fails."""
         ...
 
 

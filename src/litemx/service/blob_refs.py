@@ -24,8 +24,13 @@ holds are advisory locks by bucket of keys (retention_repo.hold_blob_keys), at m
 BLOB_LOCK_BUCKETS per transaction; a deleter only ever tries them (pg_try_advisory_xact_lock),
 so it never waits on a writer while holding the rows a writer may be waiting for. A key it
 cannot claim within CLAIM_SECONDS stays in the store although nothing may reference it any more:
-space, never data, until the scheduled retention run's orphan sweep finds it (retention.py). While a deleter holds its buckets, writers
-of keys in those buckets wait for its commit.
+space, never data, until the scheduled retention run's orphan sweep finds it (retention.py).
+While a deleter holds its buckets, writers of keys in those buckets wait for its commit.
+
+Writers that store bytes before their transaction and hold them inside it: inbound processing
+(`_write_blobs`) and a large message's acceptance (`InboundService.accept`: its raw blob, held
+in the queue row's group commit and checked once committed). Only the outbound raw message is
+stored without a hold: its fresh Message-ID and Date make the bytes no other row's.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def _delete(blobs: BlobStore, keys: list[str]) -> int:
 
 def _claim(conn: Connection, keys: set[str]) -> set[str]:
     """The keys this transaction may delete: claimed from writers holding them (they commit
-    within milliseconds), retrying briefly; what stays held after CLAIM_SECONDS is left alone."""
+    within milliseconds), retrying briefly; what stays held after CLAIM_SECONDS is left."""
     claimed: set[str] = set()
     deadline = time.monotonic() + CLAIM_SECONDS
     while True:

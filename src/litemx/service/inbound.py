@@ -68,7 +68,7 @@ class InboundService(ServiceBase):
         # Looked up at call time so the repository function stays the one seam for the queue insert.
         self._preparers: ThreadPoolExecutor | None = None  # made on first use (after a fork)
         self._pool_lock = threading.Lock()
-        self._queue_rows = GroupInserter(infra.db, lambda conn, rows: inbound_repo.enqueue(conn, rows), "inbound")
+        self._queue_rows = GroupInserter(infra.db, _enqueue_holding, "inbound")
 
     def route_recipient(self, recipient: str, *, client_ip: str | None = None, audit: bool = False) -> Route:
         """Route one RCPT (SPEC §5). With `audit`, a refusal writes `inbound.rejected` (SPEC §9).
@@ -117,6 +117,11 @@ class InboundService(ServiceBase):
         key = content_key(raw) if inline else self.infra.blobs.put(raw)
         queue_id = int(self._queue_rows.add(self._queue_row(raw, key, inline, mail_from, routes, client_ip, helo,
                                                             source)))
+        if not inline:
+            # Held in the queue row's transaction (_enqueue_holding), so from its commit on no run
+            # deletes it; one that did between the put and the hold (the same bytes seen before:
+            # an SES redelivery) is undone here, before the answer.
+            blob_refs.put_missing(self.infra.blobs, {key: raw})
         self._wake_worker()
         return queue_id
 
@@ -456,6 +461,12 @@ def _chunks(rows: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[st
             chunk, size = [], 0
     if chunk:
         yield chunk
+
+
+def _enqueue_holding(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """The group commit's insert: holds the raw blobs stored before it (large messages)."""
+    blob_refs.hold(conn, [row["raw_key"] for row in rows if row["raw"] is None])
+    return inbound_repo.enqueue(conn, rows)
 
 
 def _blob_items(row: dict[str, Any], d: Delivery) -> dict[str, bytes]:

@@ -202,11 +202,13 @@ class RetentionService(ServiceBase):
     def _sweep_orphans(self, beat: Heartbeat) -> int:
         """Blobs no row references, last written more than ORPHAN_GRACE ago: left by a writer that
         rolled back, a key a run could not claim in time, a delete that failed (blob_refs). Through
-        delete_unreferenced, so a writer about to reference one keeps it. The grace is on the real
-        clock, never on a run's `as_of`: it protects writes that take no hold because their bytes
-        are new (an accepted message's raw blob before its queue row commits)."""
+        delete_unreferenced, so a writer about to reference one keeps it; the grace (on the real
+        clock, never a run's `as_of`) is a second guard. One sixteenth of the store per day (keys
+        starting with one hex digit, by the day's number): every blob is looked at every 16 days
+        without statting the whole store daily."""
+        now = self.clock.now()
         blobs, total, chunk = self.infra.blobs, 0, []
-        for key in blobs.keys_written_before(self.clock.now() - ORPHAN_GRACE):
+        for key in blobs.keys_written_before(now - ORPHAN_GRACE, shard=f"{now.toordinal() % 16:x}"):
             chunk.append(key)
             if len(chunk) == BATCH:
                 total += self._delete_orphans(chunk)

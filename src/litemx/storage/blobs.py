@@ -96,7 +96,7 @@ class FileBlobStore:
         # A blob already there may have been renamed by a concurrent put() that has not
         # fsynced its directory yet: the directory fsyncs below cover it as well.
         staged = self._write_temps([(path, data) for path, (_, data) in zip(paths, blobs, strict=True)
-                                    if not path.exists()])
+                                    if not _touched(path)])
         self._sync_temps(staged)
         _rename_all([(tmp, path) for _, tmp, path in staged])
         # Parents of new directories first, then the blobs' own: the order put() always used.
@@ -178,21 +178,49 @@ class FileBlobStore:
         except KeyError:
             return False
 
-    def keys_written_before(self, moment: datetime) -> Iterator[str]:
-        """Blob files whose mtime is before `moment` (temp files and anything else skipped)."""
+    def keys_written_before(self, moment: datetime, shard: str = "") -> Iterator[str]:
+        """Blob files (under the fan-out directories starting with `shard`) whose mtime is
+        before `moment`. Temp files, misplaced files and anything else are skipped, and so is
+        a file another run deletes while this one walks."""
         limit = moment.timestamp()
-        for top in _subdirectories(self._root):
-            for middle in _subdirectories(top):
-                with os.scandir(middle) as entries:
-                    for entry in entries:
-                        if is_key(entry.name) and entry.is_file() and entry.stat().st_mtime < limit:
-                            yield entry.name
+        for top in _subdirectories(self._root, shard):
+            for middle in _subdirectories(top, ""):
+                placed = os.path.basename(top) + os.path.basename(middle)
+                for name in _listing(middle):
+                    if is_key(name) and name[:4] == placed and _mtime(os.path.join(middle, name)) < limit:
+                        yield name
 
 
-def _subdirectories(path: str) -> list[str]:
-    """The fan-out directories (`ab`, `cd`) under path."""
-    with os.scandir(path) as entries:
-        return sorted(e.path for e in entries if len(e.name) == 2 and e.is_dir())
+def _touched(path: Path) -> bool:
+    """Whether the blob at `path` is there; if so its mtime is now, as if written again (the
+    orphan sweep's grace counts from a blob's last write, retention.ORPHAN_GRACE)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _subdirectories(path: str, prefix: str) -> list[str]:
+    """The fan-out directories (`ab`, `cd`) under path whose names start with `prefix`."""
+    return sorted(os.path.join(path, name) for name in _listing(path)
+                  if len(name) == 2 and name.startswith(prefix) and os.path.isdir(os.path.join(path, name)))
+
+
+def _listing(path: str) -> list[str]:
+    """The names in a directory; none when it went away meanwhile."""
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def _mtime(path: str) -> float:
+    """A file's mtime; infinitely new when it went away meanwhile (never a candidate)."""
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 def is_key(name: str) -> bool:

@@ -88,14 +88,16 @@ class S3BlobStore:
             return False
         return True
 
-    def keys_written_before(self, moment: datetime) -> Iterator[str]:
-        """Objects under the prefix whose LastModified is before `moment`.
+    def keys_written_before(self, moment: datetime, shard: str = "") -> Iterator[str]:
+        """Objects under the prefix (and the fan-out directories starting with `shard`) whose
+        LastModified is before `moment`.
 
         Raises: Unavailable when the store fails.
         """
         prefix = f"{self.prefix}/" if self.prefix else ""
         with _translated():
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix + shard)
+            for page in pages:
                 for item in page.get("Contents", []):
                     key = item["Key"].rpartition("/")[2]
                     if (item["LastModified"] < moment and is_key(key)
