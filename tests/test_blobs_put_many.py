@@ -71,3 +71,22 @@ def test_a_failed_fsync_leaves_no_temporary_file_and_nothing_renamed(tmp_path: P
     with pytest.raises(OSError):
         store.put_many([b"a", b"b", b"c"])
     assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
+
+
+def test_storing_existing_bytes_refreshes_the_blob_and_copes_when_it_cannot(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orphan sweep's grace counts from a blob's last write: storing bytes that are already
+    there refreshes the file's mtime. A file that cannot be touched (restored from a backup as
+    another user: EPERM) still counts as stored."""
+    store = FileBlobStore(tmp_path / "blobs")
+    key = store.put(b"logo")
+    path = store._path(key)
+    os.utime(path, (1_000_000, 1_000_000))
+    assert store.put(b"logo") == key and path.stat().st_mtime > 1_000_000
+
+    def refused(target: Any, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(1, "Operation not permitted", str(target))
+
+    monkeypatch.setattr(blobs.os, "utime", refused)
+    assert store.put_many([b"logo", b"new"]) == [key, content_key(b"new")]
+    assert store.get(key) == b"logo" and store.get(content_key(b"new")) == b"new"
