@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
+import smtplib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,7 +115,14 @@ def test_mail_left_in_the_spool_by_a_crash_is_delivered_once_after_restart(servi
     workers = [pid for pid in _children(serve.proc.pid) if os.getpriority(os.PRIO_PROCESS, pid) > 0]
     assert len(workers) == 1  # the worker runs niced (supervisor.WORKER_NICE), the fronts do not
     os.kill(workers[0], signal.SIGSTOP)
-    for n in range(20):
+    with smtplib.SMTP("127.0.0.1", serve.smtp_port, timeout=10) as client:
+        client.ehlo("client.example")
+        client.mail("alice@sender.example")
+        client.rcpt("support@project.dev")
+        code, reply = client.data(message("spooled-00"))
+    # The spool place (segment:offset) names a process: only the transaction id reaches the peer.
+    assert code == 250 and re.fullmatch(rb"2\.0\.0 OK id=tx_[a-z0-9]+ queued", reply), reply
+    for n in range(1, 20):
         send("127.0.0.1", serve.smtp_port, message(f"spooled-{n:02d}"))
     spool = spool_directory(services.infra.db)
     assert spool is not None and sum(f.stat().st_size for f in spool.glob("*") if f.is_file()) > 0

@@ -419,7 +419,8 @@ class MxHandler:
                                client_ip=peer_ip(session), helo=session.host_name, source="smtp")
         log.info("accepted %s as queue %s: %d bytes for %d recipient(s) from %s", txid, queue_id, len(raw),
                  len(envelope.rcpt_tos), peer_ip(session))
-        return f"250 2.0.0 OK id={txid} queued as {queue_id}"
+        # A spool place (`segment:offset`) names a process id: the peer gets the transaction id only.
+        return f"250 2.0.0 OK id={txid} queued" + (f" as {queue_id}" if isinstance(queue_id, int) else "")
 
     async def handle_exception(self, error: Exception) -> str:
         # Never an exception text to the peer: log it, and ask the sender to retry (SPEC §5).
