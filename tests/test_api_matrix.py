@@ -79,16 +79,16 @@ REQUESTS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
     "threads.reply": ({"id": "{thread}"}, REPLY),
     "threads.draft": ({"id": "{thread}"}, REPLY),
     "suppressions.list": ({}, None),
+    # Sending (issue 6): this world's domain is not ready, so even the founder is refused by the
+    # preflight (NO_SUCCESS_HERE); test_send_preflight.py covers the success path.
+    "drafts.send": ({"id": "{draft}"}, None),
+    "send.direct": ({}, {"mailbox": INBOX, "to": ["bob@example.net"], "subject": "Hi", "text": "Hello"}),
 }
 
 # Live operations whose issue has not yet added its row (their own tests cover them for now).
 # Listing an operation here is a deliberate, reviewable act; a new live route found in neither
 # table fails test_every_live_route_has_a_valid_request_in_the_matrix.
 PENDING = {
-    # sending (issue 6): a token without email:send is refused by the preflight (403 send_blocked,
-    # reason missing_scope, SPEC §6), not by the scope check this matrix expects, and this world's
-    # domain is not ready to send; test_send_preflight.py covers both
-    "drafts.send", "send.direct",
     "suppressions.delete",  # needs a suppression, made by a bounce (test_bounces.py)
     # operator/abuse and retention (admin only)
     "retention.run", "mailboxes.legal_hold", "mailboxes.export", "mailboxes.purge", "domains.disable",
@@ -98,7 +98,7 @@ PENDING = {
 }
 # Operations whose success path needs more than this world (live DNS through the configured
 # resolver): refusals are checked, the founder's success is not.
-NO_SUCCESS_HERE = {"domains.status"}
+NO_SUCCESS_HERE = {"domains.status", "drafts.send", "send.direct"}
 
 AUTHENTICATED = sorted(name for name, op in OPERATIONS.items() if op.live and not op.public and op.path)
 SCOPED = [n for n in AUTHENTICATED if OPERATIONS[n].scope is not None or OPERATIONS[n].admin_only]
@@ -325,12 +325,15 @@ def test_a_token_lacking_the_operations_scope_is_refused_naming_the_scope(world,
         token_id, secret = lacking[name]
         method, path, body = world.request(name)
         since = last_audit_id(services)
-        error = assert_error(world.api.call(method, path, body, secret=secret), 403, "forbidden")
+        # A send's scope is checked by its preflight (SPEC §6): send_blocked, every reason listed.
+        code, action, outcome = (("send_blocked", "send.blocked", "blocked") if op.preflight
+                                 else ("forbidden", op.action, "denied"))
+        error = assert_error(world.api.call(method, path, body, secret=secret), 403, code)
         assert error["details"]["missing_scope"] == _required(op)
-        assert _required(op) in error["message"]
+        assert ("scope_missing" if op.preflight else _required(op)) in error["message"]
         event = _one_event(services, since)
         assert (event["action"], event["outcome"], event["actor_id"], event["account_id"]) == (
-            op.action, "denied", token_id, world.account_id)
+            action, outcome, token_id, world.account_id)
         assert event["details"]["missing_scope"] == _required(op)
 
     each_route(world.routes(SCOPED), check)
@@ -478,6 +481,15 @@ def test_a_mailbox_scoped_token_cannot_reach_past_its_grants(world, services):
     each_route(list(GRANT_CASES), check)
 
 
+def _blank(value: Any) -> Any:
+    """Details with every address and domain blanked (a refusal may repeat what the caller asked)."""
+    if isinstance(value, dict):
+        return {k: _blank(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_blank(v) for v in value]
+    return "<name>" if isinstance(value, str) and ("." in value or "@" in value) else value
+
+
 def _shape(message: str) -> str:
     """A message with every address and domain blanked, to compare wording only."""
     return " ".join("<name>" if "." in w or "@" in w or w.startswith(("tok_", "msg_", "thr_", "att_", "drf_")) else w
@@ -524,6 +536,9 @@ CROSS_CASES = [
     CrossCase("messages.reply", {"id": "{message}"}, {"id": GHOST_MESSAGE}),
     CrossCase("threads.reply", {"id": "{thread}"}, {"id": GHOST_THREAD}),
     CrossCase("threads.draft", {"id": "{thread}"}, {"id": GHOST_THREAD}),
+    CrossCase("drafts.send", {"id": "{draft}"}, {"id": GHOST_DRAFT}),
+    CrossCase("send.direct", {}, {}, 403, "send_blocked", body={"mailbox": INBOX, "to": ["bob@example.net"]},
+              twin_body={"mailbox": f"ghost@{DOMAIN}", "to": ["bob@example.net"]}),
     CrossCase("drafts.create", {}, {}, body={"mailbox": INBOX, "to": ["bob@example.net"]},
               twin_body={"mailbox": f"ghost@{DOMAIN}", "to": ["bob@example.net"]}),
     CrossCase("mailboxes.create", {}, {}, 422, "invalid_request",
@@ -559,11 +574,13 @@ def test_another_accounts_founder_cannot_tell_this_accounts_things_from_missing_
         twin_since = last_audit_id(services)
         twin = assert_error(world.other.call(method, twin_path, twin_body), case.status, case.code)
         twin_event = _one_event(services, twin_since)
-        assert twin["details"] == error["details"]
+        assert _blank(twin["details"]) == _blank(error["details"])  # the caller's own words aside
         assert _shape(twin["message"]) == _shape(error["message"])
         # The caller reads its own log: the two refusals must look alike there too.
         assert event["outcome"] == twin_event["outcome"] != "ok"
-        assert event["action"] == twin_event["action"] == OPERATIONS[case.name].action
+        # A send refused before it is queued is audited as send.blocked (SPEC §6), whatever the reason.
+        expected = "send.blocked" if OPERATIONS[case.name].preflight else OPERATIONS[case.name].action
+        assert event["action"] == twin_event["action"] == expected
 
     each_route(world.routes(list(cases)), check)
 
