@@ -281,7 +281,8 @@ class InboundService(ServiceBase):
         held_until = time.monotonic() + STORE_HOLD_SECONDS
         # Blobs were written before this transaction (_write_blobs): hold their keys now, so no
         # retention run deletes a shared attachment before these rows commit (service/blob_refs).
-        blob_refs.hold(conn, [key for row, d in batch if isinstance(d, Delivery) for key in _blob_items(row, d)])
+        # A generator: on SQLite nothing is held, and the keys are never even listed.
+        blob_refs.hold(conn, (key for row, d in batch if isinstance(d, Delivery) for key in _blob_items(row, d)))
         unfinished = inbound_repo.unfinished(conn, [row["id"] for row, _ in batch])
         outcome, taken = _Outcome(), 0
         for row, prepared in batch:
@@ -465,7 +466,7 @@ def _chunks(rows: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[st
 
 def _enqueue_holding(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """The group commit's insert: holds the raw blobs stored before it (large messages)."""
-    blob_refs.hold(conn, [row["raw_key"] for row in rows if row["raw"] is None])
+    blob_refs.hold(conn, (row["raw_key"] for row in rows if row["raw"] is None))
     return inbound_repo.enqueue(conn, rows)
 
 

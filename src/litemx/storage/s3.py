@@ -100,8 +100,7 @@ class S3BlobStore:
             for page in pages:
                 for item in page.get("Contents", []):
                     key = item["Key"].rpartition("/")[2]
-                    if (item["LastModified"] < moment and is_key(key)
-                            and item["Key"] == prefix + f"{key[:2]}/{key[2:4]}/{key}"):
+                    if item["LastModified"] < moment and is_key(key) and item["Key"] == self.object_key(key):
                         yield key
 
     def delete(self, key: str) -> bool:
