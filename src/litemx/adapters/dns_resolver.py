@@ -26,6 +26,7 @@ import dns.inet
 import dns.name
 import dns.nameserver
 import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
@@ -72,6 +73,7 @@ class DnsResolver:
         self._resolver.lifetime = lifetime
         self._resolver.timeout = timeout if timeout is not None else lifetime / 2
         self._resolver.cache = cache
+        self._memo = _Memo(cache.max_size) if cache is not None else None
         self.servers = tuple(servers)
 
     @classmethod
@@ -135,16 +137,33 @@ class DnsResolver:
 
     def _query(self, name: str, rdtype: str) -> list[Any]:
         """The answer's rdatas; [] on NXDOMAIN or NODATA. Raises: DnsError."""
+        memo = self._memo
+        if memo is not None:
+            known = memo.recall(name, rdtype)
+            if known is not None:
+                return known
         try:
             qname = dns.name.from_text(name)
             answer = self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        except dns.resolver.NXDOMAIN:
+            if memo is not None:  # dnspython keeps a name's NXDOMAIN under type ANY
+                memo.keep(name, None, self._cached(qname, dns.rdatatype.ANY), [])
+            return []
+        except dns.resolver.NoAnswer:
             return []
         except dns.exception.DNSException as exc:  # Timeout, NoNameservers (SERVFAIL), bad name
             raise DnsError(name, rdtype, type(exc).__name__ + ": " + str(exc)) from exc
         except OSError as exc:  # network unreachable and friends
             raise DnsError(name, rdtype, str(exc)) from exc
-        return list(answer.rrset) if answer.rrset is not None else []
+        rdatas = list(answer.rrset) if answer.rrset is not None else []
+        if memo is not None:
+            memo.keep(name, rdtype, self._cached(qname, dns.rdatatype.from_text(rdtype)), rdatas)
+        return rdatas
+
+    def _cached(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.resolver.Answer | None:
+        """The answer dnspython's cache holds now for (qname, rdtype), if any."""
+        cache = self._resolver.cache
+        return cache.get((qname, rdtype, dns.rdataclass.IN)) if cache is not None else None
 
 
 class TtlCache(dns.resolver.LRUCache):
@@ -168,6 +187,37 @@ class TtlCache(dns.resolver.LRUCache):
         # dnspython set expiration = now + the answer's TTL; moving it back keeps dnspython's clock.
         value.expiration -= max(value.chaining_result.minimum_ttl - self.max_ttl, 0)
         super().put(key, value)
+
+
+class _Memo:
+    """The answers the cache holds, as `_query` returns them, by the name and type asked for.
+
+    A hit in dnspython's cache still costs a resolution's worth of Python (the name parsed,
+    a request object, the cache's lock, and for NXDOMAIN an exception built and raised): most
+    of the DNS cost of an inbound message's verdicts, whose lookups are nearly all hits. Here a
+    hit is a dict lookup. An entry is made only from what the cache itself holds (so its rules
+    above apply unchanged) and expires with it, on dnspython's clock. A name's NXDOMAIN is kept
+    under type None and answers every type, as dnspython's entry under ANY does.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.entries: dict[tuple[str, str | None], tuple[float, tuple[Any, ...]]] = {}
+
+    def recall(self, name: str, rdtype: str) -> list[Any] | None:
+        now = dns.resolver.time.time()  # looked up at call time: the cache's clock, even when replaced
+        for key in ((name, rdtype), (name, None)):
+            entry = self.entries.get(key)
+            if entry is not None and entry[0] > now:
+                return list(entry[1])
+        return None
+
+    def keep(self, name: str, rdtype: str | None, cached: dns.resolver.Answer | None, rdatas: list[Any]) -> None:
+        if cached is None:
+            return  # not kept by the cache (a negative answer without an SOA): ask again next time
+        if len(self.entries) >= self.max_size:
+            self.entries.clear()  # bounded like the cache; refilled by the next lookups
+        self.entries[(name, rdtype)] = (cached.expiration, tuple(rdatas))
 
 
 def _has_negative_ttl(answer: dns.resolver.Answer) -> bool:
