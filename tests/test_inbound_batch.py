@@ -223,3 +223,32 @@ def test_a_row_another_worker_finished_meanwhile_is_not_delivered_twice(api, ser
     subjects, _threads, delivered = _stored(services)
     assert subjects == ["Mine 1", "Mine 2"] and len(delivered) == 2
     assert all(r["status"] == "done" for r in _queue(services).values())
+
+
+def test_a_batch_nobody_waits_for_is_stored_in_one_transaction(api, services, monkeypatch):
+    """Each storing transaction ends in a commit (an fsync under the writer lock). While no
+    other writer waits (SQLite's writer lock: Database.writer_contended) one transaction takes
+    the whole batch; once one waits, it commits after STORE_MIN_MESSAGES and its short hold.
+    PostgreSQL has no such lock and always keeps to the short hold."""
+    monkeypatch.setattr(inbound_module, "STORE_ALONE_SECONDS", 60.0)  # never the bound here
+    monkeypatch.setattr(inbound_module, "STORE_HOLD_SECONDS", 0.0)
+    stored_per_transaction: list[int] = []
+    real = inbound_module.InboundService._store_in
+
+    def store_in(self: Any, conn: Any, batch: Any, *, guarded: bool) -> Any:
+        rest = real(self, conn, batch, guarded=guarded)
+        stored_per_transaction.append(len(batch) - len(rest))
+        return rest
+
+    monkeypatch.setattr(inbound_module.InboundService, "_store_in", store_in)
+    _accept(services, *[f"Alone {i}" for i in range(10)])
+    assert services.inbound.process_due() == 10
+    alone = [10] if services.infra.db.dialect == "sqlite" else [4, 4, 2]
+    assert stored_per_transaction == alone
+
+    stored_per_transaction.clear()
+    monkeypatch.setattr(services.infra.db, "writer_contended", lambda: True)  # an accept waits
+    _accept(services, *[f"Waited for {i}" for i in range(10)])
+    assert services.inbound.process_due() == 10
+    assert stored_per_transaction == [4, 4, 2]
+    assert len(_stored(services)[0]) == 20

@@ -152,3 +152,46 @@ def test_a_background_writer_is_not_held_back_when_all_is_quiet_or_for_ever(tmp_
     with lock.hold(background=True):
         pass
     assert sum(fake.slept) == pytest.approx(lock.DEFER_SECONDS)
+
+
+def _wait_foreground(url: str, started: Any) -> None:
+    db = Database(url)
+    started.set()
+    with db.write() as conn:
+        conn.execute(text("INSERT INTO turns (name) VALUES ('foreground')"))
+    db.dispose()
+
+
+def test_a_background_holder_sees_when_a_writer_waits_for_it(tmp_path):
+    # Inbound storing keeps its transaction open while nobody waits (one fsync per batch) and
+    # commits soon once someone does: contended() is what it asks.
+    import threading
+
+    url = _setup(tmp_path / "c.db")
+    db = Database(url)
+    with db.write(background=True):
+        assert not db.writer_contended()
+        started = SPAWN.Event()
+        other = SPAWN.Process(target=_wait_foreground, args=(url, started))
+        other.start()
+        wait_for(lambda: _blocked_on_flock(other.pid), timeout=60)  # type: ignore[arg-type]
+        assert db.writer_contended()  # another process's accept waits
+    other.join(60)
+    assert other.exitcode == 0
+    with db.write(background=True):
+        assert not db.writer_contended()
+        local = threading.Thread(target=lambda: db.write().__enter__().__exit__(None, None, None))
+        local.start()
+        wait_for(lambda: db.writer is not None and db.writer.waiting > 0, timeout=60)
+        assert db.writer_contended()  # a thread of this process waits
+    local.join(60)
+    with db.write():
+        assert db.writer_contended()  # a foreground holder cannot probe: it is always told yes
+    with db.write(background=True):
+        assert not db.writer_contended()  # ... and the probe left nothing locked behind it
+    db.dispose()
+
+
+def test_postgresql_transactions_are_always_told_someone_waits():
+    db = Database("postgresql+psycopg://x@127.0.0.1:1/none")  # never connected: no writer lock
+    assert db.writer_contended()

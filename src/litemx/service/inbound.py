@@ -46,10 +46,13 @@ log = logging.getLogger("litemx.inbound")
 LEASE = timedelta(minutes=5)
 STORE_BATCH_BYTES = 8 * 1024 * 1024  # prepared mail (raw size) stored per write transaction
 PREPARE_THREADS = 4  # messages of one batch prepared side by side
-STORE_HOLD_SECONDS = 0.002  # a storing transaction commits after holding the writer lock this long ...
+STORE_HOLD_SECONDS = 0.002  # a storing transaction another writer waits for commits after this long ...
 # ... once it has stored this many: each commit is an fsync made under the writer lock, and on a
 # busy machine one message alone could take the whole hold (a commit per message).
 STORE_MIN_MESSAGES = 4
+# A storing transaction no other writer waits for (SQLite: Database.writer_contended) goes on up
+# to this long: one commit, and one fsync, for a whole batch instead of one per few messages.
+STORE_ALONE_SECONDS = 0.1
 MAX_ATTEMPTS = 8
 INLINE_RAW_BYTES = 256 * 1024  # accepted messages up to this size wait in their queue row for the worker
 INTERFACE = {"smtp": "smtp", "simulate": "api", "ses": "api"}
@@ -275,10 +278,11 @@ class InboundService(ServiceBase):
 
     def _store_in(self, conn: Connection, batch: list[Prepared], *, guarded: bool) -> list[Prepared]:
         """Store from the head of `batch` until the transaction has stored STORE_MIN_MESSAGES
-        and held the writer lock for STORE_HOLD_SECONDS; returns the rest. Which rows are still
-        pending and what they delivered already is read once, and their events and `done`
-        written once at the end."""
-        held_until = time.monotonic() + STORE_HOLD_SECONDS
+        and held the writer lock for STORE_HOLD_SECONDS while another writer waits (or for
+        STORE_ALONE_SECONDS); returns the rest. Which rows are still pending and what they
+        delivered already is read once, and their events and `done` written once at the end."""
+        started = time.monotonic()
+        held_until, alone_until = started + STORE_HOLD_SECONDS, started + STORE_ALONE_SECONDS
         # Blobs were written before this transaction (_write_blobs): hold their keys now, so no
         # retention run deletes a shared attachment before these rows commit (service/blob_refs).
         # A generator: on SQLite nothing is held, and the keys are never even listed.
@@ -290,10 +294,14 @@ class InboundService(ServiceBase):
             done = unfinished.get(row["id"])
             if done is not None:  # otherwise another worker finished it meanwhile: its outcome stands
                 self._store_one(conn, row, prepared, done, outcome, guarded)
-            if taken >= STORE_MIN_MESSAGES and time.monotonic() > held_until:
+            if taken >= STORE_MIN_MESSAGES and self._should_commit(held_until, alone_until):
                 break
         outcome.write(conn, self.clock.now())
         return batch[taken:]
+
+    def _should_commit(self, held_until: float, alone_until: float) -> bool:
+        now = time.monotonic()
+        return now > alone_until or (now > held_until and self.db.writer_contended())
 
     def _store_one(self, conn: Connection, row: dict[str, Any], prepared: Delivery | str, done: set[str],
                    outcome: _Outcome, guarded: bool) -> None:

@@ -74,6 +74,13 @@ class Database:
             with conn.begin():
                 yield conn
 
+    def writer_contended(self) -> bool:
+        """Whether another writer waits for the writer lock this thread holds: a transaction
+        that may run long (inbound storing) ends early for it. PostgreSQL has no database-wide
+        writer lock, so the answer is always yes there: such transactions keep to their short
+        bound (they hold row locks others may want)."""
+        return self.writer is None or self.writer.contended()
+
     @contextmanager
     def _one_writer(self, background: bool) -> Iterator[None]:
         if self.writer is None:
@@ -136,12 +143,20 @@ class WriterLock:
         self.held: tuple[int, int] = (-1, -1)
         self.opening = threading.Lock()
         self.pid = 0
+        self.waiting = 0  # this process's threads waiting for `local` (see contended)
+        self.background = False  # whether the holder is a background writer
+        self.counting = threading.Lock()
 
     @contextmanager
     def hold(self, background: bool = False) -> Iterator[None]:
         if background and not self._held_here():
             self._wait_for_quiet()  # before the local lock: this process's own accepts go on meanwhile
-        if not self.local.acquire(timeout=self.WAIT_SECONDS):
+        self._count_waiting(1)
+        try:
+            acquired = self.local.acquire(timeout=self.WAIT_SECONDS)
+        finally:
+            self._count_waiting(-1)
+        if not acquired:
             raise OperationalError("BEGIN IMMEDIATE", {}, TimeoutError("database writer lock wait timed out"))
         try:
             if self.depth == 0:
@@ -155,6 +170,27 @@ class WriterLock:
                     self._release()
         finally:
             self.local.release()
+
+    def _count_waiting(self, step: int) -> None:
+        with self.counting:  # `+=` on an attribute is not atomic between threads
+            self.waiting += step
+
+    def contended(self) -> bool:
+        """Whether a writer waits while this thread holds the lock: a thread of this process
+        (on `local`), or another process's foreground writer (it holds `-writer.queue` shared
+        while it waits) or background writer (it holds it exclusively while it waits). Two
+        flock calls; the probe holds the queue file for no longer than they take. A foreground
+        holder cannot probe (its own shared lock is on that file, and flock would convert it),
+        so it is always answered yes."""
+        if self.waiting or not self.background:
+            return True
+        _writer, queue = self.held
+        try:
+            fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(queue, fcntl.LOCK_UN)
+        return False
 
     def _wait_for_quiet(self) -> None:
         """Defer a background transaction while foreground writers are busy: until none has
@@ -180,6 +216,7 @@ class WriterLock:
 
     def _take(self, background: bool) -> None:
         writer, queue = self.held = self._fds()
+        self.background = background
         if background:
             fcntl.flock(queue, fcntl.LOCK_EX)  # no foreground writer is waiting or writing now
             try:
