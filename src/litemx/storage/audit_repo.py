@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select
 
+from litemx.storage.lean_insert import LeanInsert
 from litemx.storage.pagination import Page, PageResult, finish
 from litemx.storage.repo import many
 from litemx.storage.schema import audit_events as t
@@ -24,7 +25,7 @@ class AuditFilter:
     own_token_id: str | None = None
 
 
-_INSERT = insert(t)
+_LEAN_INSERT = LeanInsert(t)
 _APPEND = insert(t).returning(t.c.id)  # built once: executed with parameters it hits the compiled cache
 
 
@@ -33,8 +34,9 @@ def append(conn: Connection, event: dict[str, Any]) -> int:
 
 
 def append_many(conn: Connection, events: list[dict[str, Any]]) -> list[None]:
-    """Several events in one executemany (the group-committed audit writer's batch)."""
-    conn.execute(_INSERT, events)
+    """Several events in one executemany (the group-committed audit writer's batch, and every
+    read's event: storage/lean_insert.py)."""
+    _LEAN_INSERT.many(conn, events)
     return [None] * len(events)
 
 

@@ -10,13 +10,15 @@ from typing import Any
 from sqlalchemy import (ColumnElement, Connection, Integer, and_, bindparam, case, false, func, insert, or_, select,
                         text, update)
 
+from litemx.storage.lean_insert import LeanInsert
 from litemx.storage.repo import by_column, many, one, row_dict
 from litemx.storage.schema import attachments, inbound_queue, messages, threads
 
 # The inbound worker's per-message statements, built once: executed with a parameter dict they
 # hit SQLAlchemy's compiled cache instead of being rebuilt and re-keyed for every message.
-_ADD_MESSAGE = insert(messages).returning(messages.c.seq)
-_ADD_ATTACHMENTS = insert(attachments)
+# Once per stored message: without Connection.execute's per-call work (storage/lean_insert.py).
+_ADD_MESSAGE = LeanInsert(messages)
+_ADD_ATTACHMENTS = LeanInsert(attachments)
 _ADD_THREAD = insert(threads)
 _THREAD_AT = bindparam("b_at", type_=threads.c.last_message_at.type)
 # One statement for a thread that exists (most replies): count one more, keep the newest time.
@@ -47,14 +49,13 @@ def add_message(conn: Connection, values: dict[str, Any]) -> int:
     """
     newest = conn.execute(_NEWEST_IN_ORDER, {"b_account": values["account_id"]}).scalar()
     late = newest is not None and values["received_at"] < newest - ORDER_SLACK
-    seq = int(conn.execute(_ADD_MESSAGE, {**values, "late": late}).scalar_one())
+    seq = _ADD_MESSAGE.one(conn, {**values, "late": late})
     index_message(conn, seq)
     return seq
 
 
 def add_attachments(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(_ADD_ATTACHMENTS, rows)
+    _ADD_ATTACHMENTS.many(conn, rows)
 
 
 _THREADS_BY_MESSAGE_IDS = (select(messages.c.message_id_header, messages.c.thread_id)
