@@ -153,6 +153,7 @@ def index_workers(services: Any, clock: SettableClock, corpus_dir: Path, limit_s
         pids.append(pid)
     for _ in pids:
         os.read(ready[0], 1)
+    settled = common.settle_caches()
     started = time.perf_counter()
     os.write(go[1], b"g" * processes)
     for pid in pids:
@@ -163,7 +164,7 @@ def index_workers(services: Any, clock: SettableClock, corpus_dir: Path, limit_s
         processed, indexed, db_mb = _counts(counts)
     finally:
         counts.close()
-    return {"mode": "workers", "processes": processes, "accepted": len(mails), "processed": processed,
+    return {"mode": "workers", "processes": processes, "caches_dropped": settled, "accepted": len(mails), "processed": processed,
             "indexed": indexed, "accept_s": round(accept_s, 2), "process_s": round(process_s, 2),
             "accept_per_s": len(mails) / accept_s, "process_per_s": processed / process_s,
             "index_per_s": processed / (accept_s + process_s),
@@ -308,6 +309,7 @@ def notmuch_env(corpus_dir: Path) -> dict[str, str]:
 
 def index_notmuch(corpus_dir: Path, env: dict[str, str], timeout: float) -> dict[str, Any]:
     shutil.rmtree(corpus_dir / "maildir" / ".notmuch", ignore_errors=True)
+    settled = common.settle_caches()
     started = time.monotonic()
     proc = common.spawn(["notmuch", "new", "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -321,6 +323,7 @@ def index_notmuch(corpus_dir: Path, env: dict[str, str], timeout: float) -> dict
     n = int(count.stdout.strip() or 0)
     size = sum(p.stat().st_size for p in (corpus_dir / "maildir" / ".notmuch").rglob("*") if p.is_file())
     return {"indexed": n, "elapsed_s": round(elapsed, 2), "index_per_s": n / elapsed, "db_mb": round(size / 2**20, 1),
+            "caches_dropped": settled,
             "returncode": proc.returncode, "stderr": err.decode(errors="replace")[-300:]}
 
 
