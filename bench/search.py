@@ -153,7 +153,7 @@ def index_workers(services: Any, clock: SettableClock, corpus_dir: Path, limit_s
         pids.append(pid)
     for _ in pids:
         os.read(ready[0], 1)
-    settled = common.settle_caches()
+    settled = common.settle_caches(settings.data_dir.glob("litemx.db*"))  # the queue rows
     started = time.perf_counter()
     os.write(go[1], b"g" * processes)
     for pid in pids:
@@ -309,7 +309,7 @@ def notmuch_env(corpus_dir: Path) -> dict[str, str]:
 
 def index_notmuch(corpus_dir: Path, env: dict[str, str], timeout: float) -> dict[str, Any]:
     shutil.rmtree(corpus_dir / "maildir" / ".notmuch", ignore_errors=True)
-    settled = common.settle_caches()
+    settled = common.settle_caches([corpus_dir / "maildir"])
     started = time.monotonic()
     proc = common.spawn(["notmuch", "new", "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
