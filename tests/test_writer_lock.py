@@ -162,22 +162,30 @@ def _wait_foreground(url: str, started: Any) -> None:
     db.dispose()
 
 
-def test_a_background_holder_sees_when_a_writer_waits_for_it(tmp_path):
-    # Inbound storing keeps its transaction open while nobody waits (one fsync per batch) and
-    # commits soon once someone does: contended() is what it asks.
+def test_a_background_holder_sees_when_a_writer_it_should_make_way_for_waits(tmp_path):
+    # Inbound storing keeps its transaction open while nobody it should make way for waits (one
+    # fsync per batch) and commits soon once an accept or request does: contended() is what it
+    # asks. Another worker's storing waiting does not count: that work is serial anyway.
     import threading
 
     url = _setup(tmp_path / "c.db")
+    log = str(tmp_path / "order.log")
     db = Database(url)
     with db.write(background=True):
         assert not db.writer_contended()
+        worker = SPAWN.Process(target=_hold, args=(url, True, "background", log, None, None))
+        worker.start()
+        wait_for(lambda: _blocked_on_flock(worker.pid), timeout=60)  # type: ignore[arg-type]
+        assert not db.writer_contended()  # another process's background writer waits
         started = SPAWN.Event()
-        other = SPAWN.Process(target=_wait_foreground, args=(url, started))
-        other.start()
-        wait_for(lambda: _blocked_on_flock(other.pid), timeout=60)  # type: ignore[arg-type]
-        assert db.writer_contended()  # another process's accept waits
-    other.join(60)
-    assert other.exitcode == 0
+        accept = SPAWN.Process(target=_wait_foreground, args=(url, started))
+        accept.start()
+        wait_for(lambda: _blocked_on_flock(accept.pid), timeout=60)  # type: ignore[arg-type]
+        assert db.writer_contended()  # ... and now a foreground writer (an accept) waits behind it
+    for p in (worker, accept):
+        p.join(60)
+        assert p.exitcode == 0
+    assert Path(log).read_text().split() == ["background"]
     with db.write(background=True):
         assert not db.writer_contended()
         local = threading.Thread(target=lambda: db.write().__enter__().__exit__(None, None, None))
@@ -188,7 +196,7 @@ def test_a_background_holder_sees_when_a_writer_waits_for_it(tmp_path):
     with db.write():
         assert db.writer_contended()  # a foreground holder cannot probe: it is always told yes
     with db.write(background=True):
-        assert not db.writer_contended()  # ... and the probe left nothing locked behind it
+        assert not db.writer_contended()  # ... and the probes left nothing locked behind them
     db.dispose()
 
 

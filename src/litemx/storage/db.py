@@ -75,10 +75,11 @@ class Database:
                 yield conn
 
     def writer_contended(self) -> bool:
-        """Whether another writer waits for the writer lock this thread holds: a transaction
-        that may run long (inbound storing) ends early for it. PostgreSQL has no database-wide
-        writer lock, so the answer is always yes there: such transactions keep to their short
-        bound (they hold row locks others may want)."""
+        """Whether a writer that goes before background work (a request, an accept: see
+        WriterLock.contended) waits for the writer lock this thread holds: a transaction that
+        may run long (inbound storing) ends early for it. PostgreSQL has no database-wide writer
+        lock, so the answer is always yes there: such transactions keep to their short bound
+        (they hold row locks others may want)."""
         return self.writer is None or self.writer.contended()
 
     @contextmanager
@@ -121,6 +122,12 @@ class WriterLock:
     soon as it holds the writer lock. Under a burst of mail, processing waits; the queue is
     durable and it catches up after.
 
+    Foreground writers also hold `-writer.wanted` shared from before they queue until they
+    hold the writer lock, so a background holder can tell that one waits (`contended`) and end
+    a long transaction early for it; another background writer waiting does not end it (its
+    work is serial anyway, and yielding to each other every few messages kept two workers
+    storing in lockstep, each idle half the time).
+
     flock belongs to an open file, not a thread, so the threads of one process first queue on
     a re-entrant lock of their own (priority applies between processes). Files are opened
     lazily so a forked child gets its own. A process that dies releases its locks.
@@ -135,12 +142,12 @@ class WriterLock:
 
     def __init__(self, path: Path):
         self.database = path
-        self.paths = (path.with_name(path.name + "-writer.lock"), path.with_name(path.name + "-writer.queue"))
+        self.paths = tuple(path.with_name(f"{path.name}-writer.{name}") for name in ("lock", "queue", "wanted"))
         self.local = threading.RLock()
         self.depth = 0
-        self.fds: tuple[int, int] | None = None
+        self.fds: tuple[int, int, int] | None = None  # (writer, queue, wanted)
         self.pulse: mmap.mmap | None = None
-        self.held: tuple[int, int] = (-1, -1)
+        self.held: tuple[int, int, int] = (-1, -1, -1)
         self.opening = threading.Lock()
         self.pid = 0
         self.waiting = 0  # this process's threads waiting for `local` (see contended)
@@ -176,20 +183,18 @@ class WriterLock:
             self.waiting += step
 
     def contended(self) -> bool:
-        """Whether a writer waits while this thread holds the lock: a thread of this process
-        (on `local`), or another process's foreground writer (it holds `-writer.queue` shared
-        while it waits) or background writer (it holds it exclusively while it waits). Two
-        flock calls; the probe holds the queue file for no longer than they take. A foreground
-        holder cannot probe (its own shared lock is on that file, and flock would convert it),
-        so it is always answered yes."""
+        """For a background holder: whether a writer it should make way for waits, i.e. a
+        thread of this process (on `local`) or another process's foreground writer (it holds
+        `-writer.wanted` shared while it waits). Two flock calls; the probe holds the file for
+        no longer than they take. A foreground holder is always answered yes."""
         if self.waiting or not self.background:
             return True
-        _writer, queue = self.held
+        _writer, _queue, wanted = self.held
         try:
-            fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(wanted, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
-        fcntl.flock(queue, fcntl.LOCK_UN)
+        fcntl.flock(wanted, fcntl.LOCK_UN)
         return False
 
     def _wait_for_quiet(self) -> None:
@@ -215,7 +220,7 @@ class WriterLock:
         return bool(self.local._is_owned())  # type: ignore[attr-defined]
 
     def _take(self, background: bool) -> None:
-        writer, queue = self.held = self._fds()
+        writer, queue, wanted = self.held = self._fds()
         self.background = background
         if background:
             fcntl.flock(queue, fcntl.LOCK_EX)  # no foreground writer is waiting or writing now
@@ -224,28 +229,32 @@ class WriterLock:
             finally:
                 fcntl.flock(queue, fcntl.LOCK_UN)
             return
-        fcntl.flock(queue, fcntl.LOCK_SH)
+        fcntl.flock(wanted, fcntl.LOCK_SH)  # until this writer holds the lock: see contended()
         try:
-            fcntl.flock(writer, fcntl.LOCK_EX)
-        except BaseException:
-            fcntl.flock(queue, fcntl.LOCK_UN)
-            raise
+            fcntl.flock(queue, fcntl.LOCK_SH)
+            try:
+                fcntl.flock(writer, fcntl.LOCK_EX)
+            except BaseException:
+                fcntl.flock(queue, fcntl.LOCK_UN)
+                raise
+        finally:
+            fcntl.flock(wanted, fcntl.LOCK_UN)
         assert self.pulse is not None
         self.pulse[:8] = struct.pack("d", time.monotonic())  # CLOCK_MONOTONIC: one clock for all processes
 
     def _release(self) -> None:
-        writer, queue = self.held  # the files _take locked, whatever _fds opens meanwhile
+        writer, queue, _wanted = self.held  # the files _take locked, whatever _fds opens meanwhile
         fcntl.flock(writer, fcntl.LOCK_UN)
         fcntl.flock(queue, fcntl.LOCK_UN)  # a no-op for a background writer (released in _take)
 
-    def _fds(self) -> tuple[int, int]:
+    def _fds(self) -> tuple[int, int, int]:
         with self.opening:  # two threads' first use must not open (and lock) two sets of files
             return self._open()
 
-    def _open(self) -> tuple[int, int]:
+    def _open(self) -> tuple[int, int, int]:
         if self.fds is None or self.pid != os.getpid():
-            self.fds = (os.open(self.paths[0], os.O_RDWR | os.O_CREAT, 0o600),
-                        os.open(self.paths[1], os.O_RDWR | os.O_CREAT, 0o600))
+            writer, queue, wanted = (os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for path in self.paths)
+            self.fds = (writer, queue, wanted)
             if os.fstat(self.fds[1]).st_size < 8:
                 os.ftruncate(self.fds[1], 8)
             # The queue file's 8 bytes: when a foreground writer last took the lock (shared memory).
