@@ -114,8 +114,8 @@ def index_workers(services: Any, clock: SettableClock, corpus_dir: Path, limit_s
                   sessions: int = 1) -> dict[str, Any]:
     """The corpus as `litemx serve` indexes it: every message accepted first (durable in the
     queue, as SMTP leaves it), then the queue drained by `processes` forked worker processes
-    over one database, each calling `process_due()` with the worker's own batch size, as
-    workers.py does (supervisor.py runs one worker per CPU). notmuch new's job is the second
+    over one database, each calling `process_due(lease_ahead=True)` with the worker's own batch
+    size, as workers.py does (supervisor.py runs one worker per CPU). notmuch new's job is the second
     half: its maildir is already on disk when it starts."""
     from litemx.app import build_services
 
@@ -143,7 +143,7 @@ def index_workers(services: Any, clock: SettableClock, corpus_dir: Path, limit_s
                 os.write(ready[1], b"r")
                 os.read(go[0], 1)
                 cpu, began = time.process_time(), time.perf_counter()
-                while worker.inbound.process_due() and time.perf_counter() - began < limit_s:
+                while worker.inbound.process_due(lease_ahead=True) and time.perf_counter() - began < limit_s:
                     pass
                 (parts / f"{k}.cpu").write_text(str(time.process_time() - cpu))
                 worker.close()

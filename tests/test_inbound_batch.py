@@ -235,10 +235,10 @@ def test_a_batch_nobody_waits_for_is_stored_in_one_transaction(api, services, mo
     stored_per_transaction: list[int] = []
     real = inbound_module.InboundService._store_in
 
-    def store_in(self: Any, conn: Any, batch: Any, *, guarded: bool) -> Any:
-        rest = real(self, conn, batch, guarded=guarded)
+    def store_in(self: Any, conn: Any, batch: Any, next_pass: int, *, guarded: bool) -> Any:
+        rest, leased = real(self, conn, batch, next_pass, guarded=guarded)
         stored_per_transaction.append(len(batch) - len(rest))
-        return rest
+        return rest, leased
 
     monkeypatch.setattr(inbound_module.InboundService, "_store_in", store_in)
     _accept(services, *[f"Alone {i}" for i in range(10)])
@@ -252,3 +252,50 @@ def test_a_batch_nobody_waits_for_is_stored_in_one_transaction(api, services, mo
     assert services.inbound.process_due() == 10
     assert stored_per_transaction == [4, 4, 2]
     assert len(_stored(services)[0]) == 20
+
+
+def test_a_worker_pass_leases_the_next_one_in_its_last_storing_transaction(api, services, monkeypatch):
+    """Two workers each leasing at the start of a pass waited for each other's storing and
+    fell into step; the worker's pass leases the next pass's rows while it still holds the
+    writer lock. Those rows are processed by the next call, and only once."""
+    monkeypatch.setattr(inbound_module, "STORE_ALONE_SECONDS", 60.0)
+    leases: list[str] = []
+    real = inbound_module.inbound_repo.lease_due
+
+    def lease_due(conn: Any, now: Any, lease: Any, limit: int) -> Any:
+        rows = real(conn, now, lease, limit)
+        leases.append(f"{len(rows)} of {limit}")
+        return rows
+
+    monkeypatch.setattr(inbound_module.inbound_repo, "lease_due", lease_due)
+    ids = _accept(services, *[f"Pass {i}" for i in range(5)])
+    assert services.inbound.process_due(2, lease_ahead=True) == 2
+    assert leases == ["2 of 2", "2 of 2"]  # its own rows, then the next pass's (same transaction)
+    queue = _queue(services)
+    assert [queue[i]["status"] for i in ids] == ["done", "done", "pending", "pending", "pending"]
+    assert queue[ids[2]]["next_attempt_at"] > services.infra.clock.now()  # leased: no other worker takes it
+    assert services.inbound.process_due(2, lease_ahead=True) == 2
+    assert services.inbound.process_due(2, lease_ahead=True) == 1
+    assert services.inbound.process_due(2, lease_ahead=True) == 0
+    assert leases == ["2 of 2", "2 of 2", "1 of 2", "0 of 2", "0 of 2"]
+    subjects, _threads, delivered = _stored(services)
+    assert subjects == [f"Pass {i}" for i in range(5)] and len(delivered) == 5
+
+
+def test_rows_leased_ahead_are_given_back_when_the_service_closes(api, services):
+    ids = _accept(services, "Stored", "Leased ahead")
+    assert services.inbound.process_due(1, lease_ahead=True) == 1
+    queue = _queue(services)
+    assert queue[ids[1]]["next_attempt_at"] > services.infra.clock.now()
+    services.inbound.close()
+    queue = _queue(services)
+    assert queue[ids[1]]["status"] == "pending" and queue[ids[1]]["attempts"] == 0
+    assert queue[ids[1]]["next_attempt_at"] <= services.infra.clock.now()  # due again, for any worker
+
+
+def test_a_pass_without_lease_ahead_leaves_nothing_leased(api, services):
+    """simulate (in a front process) drives process_due itself: it must not leave rows leased
+    in a process whose loop will not come back for them."""
+    ids = _accept(services, "Simulated", "Waiting for the worker")
+    assert services.inbound.process_due(1) == 1
+    assert _queue(services)[ids[1]]["next_attempt_at"] <= services.infra.clock.now()

@@ -76,11 +76,11 @@ def test_the_worker_survives_a_failed_pass_and_delivers_on_the_next(services, ho
     real = services.inbound.process_due
     calls: list[int] = []
 
-    def flaky(limit: int = 20) -> int:
+    def flaky(limit: int = 20, *, lease_ahead: bool = False) -> int:
         calls.append(limit)
         if len(calls) == 1:
             _db_down()
-        return real(limit)
+        return real(limit, lease_ahead=lease_ahead)
 
     monkeypatch.setattr(services.inbound, "process_due", flaky)
     with live_mx(services) as mx, smtplib.SMTP(mx.host, mx.port, timeout=10) as client:

@@ -52,11 +52,15 @@ class InboundWorker:
                 log.info("re-driving %d inbound messages left by a previous process", released)
             while True:
                 self.wake.clear()
-                if not await self._step(inbound.process_due):
+                if not await self._step(self._pass):
                     await self._idle()
         finally:
             if inbound.on_accept == self._wake_from_thread:
                 inbound.on_accept = None
+
+    def _pass(self) -> int:
+        # Called again at once while it finds work, so it may lease the next pass's rows.
+        return self.services.inbound.process_due(lease_ahead=True)
 
     async def _step(self, work: Callable[[], int]) -> int | None:
         """Run one unit of work in a thread; None when it failed (logged, tried again later)."""

@@ -54,6 +54,10 @@ STORE_MIN_MESSAGES = 4
 # to this long: one commit, and one fsync, for a whole batch instead of one per few messages.
 STORE_ALONE_SECONDS = 0.1
 MAX_ATTEMPTS = 8
+# Queue rows one worker pass claims. With a worker per CPU their storing is serial (one writer)
+# and their preparing parallel; a pass this size (~0.1 s of work) lets one worker store while
+# another prepares (bench/PROFILE.md, session 5).
+PROCESS_BATCH = 50
 INLINE_RAW_BYTES = 256 * 1024  # accepted messages up to this size wait in their queue row for the worker
 INTERFACE = {"smtp": "smtp", "simulate": "api", "ses": "api"}
 
@@ -72,6 +76,7 @@ class InboundService(ServiceBase):
         self._preparers: ThreadPoolExecutor | None = None  # made on first use (after a fork)
         self._pool_lock = threading.Lock()
         self._queue_rows = GroupInserter(infra.db, _enqueue_holding, "inbound")
+        self._ahead = _LeasedAhead()
 
     def route_recipient(self, recipient: str, *, client_ip: str | None = None, audit: bool = False) -> Route:
         """Route one RCPT (SPEC §5). With `audit`, a refusal writes `inbound.rejected` (SPEC §9).
@@ -84,6 +89,10 @@ class InboundService(ServiceBase):
         return route
 
     def close(self) -> None:
+        rows = self._ahead.take()
+        if rows:  # leased for a pass that will not run: due again now, for this or another worker
+            with self.db.write() as conn:
+                inbound_repo.unlease(conn, [row["id"] for row in rows], self.clock.now())
         if self._preparers is not None:
             self._preparers.shutdown(wait=True)
             self._preparers = None
@@ -172,18 +181,29 @@ class InboundService(ServiceBase):
         with self.db.write() as conn:
             return inbound_repo.release_leases(conn, self.clock.now())
 
-    def process_due(self, limit: int = 20) -> int:
-        """Process up to `limit` due queue rows; returns how many were claimed.
+    def process_due(self, limit: int = PROCESS_BATCH, *, lease_ahead: bool = False) -> int:
+        """Process up to `limit` due queue rows (or the rows the last pass leased ahead);
+        returns how many were claimed.
 
         Parsing and verdicts (DNS) happen outside any transaction, side by side; then every
         blob of the batch is made durable together (_write_blobs); then the prepared messages
         are stored, many per write transaction (_store_batch): a message that fails to store
         is rolled back and deferred alone while the others commit.
+
+        `lease_ahead` (the worker loop, which calls again at once while there is work): the
+        last storing transaction also leases the next pass's rows, so the next pass starts
+        preparing without waiting for the writer lock, which another worker may be holding
+        to store. Without it, two workers fell into step: both preparing, then both waiting
+        on each other to store. Rows leased ahead and never processed are released by close().
         """
-        with self.db.write(background=True) as conn:
-            rows = inbound_repo.lease_due(conn, self.clock.now(), LEASE, limit)
-        for chunk in _chunks(rows, STORE_BATCH_BYTES):
-            self._store_batch(self._write_blobs(self._prepare_all(chunk)))
+        rows = self._ahead.take()
+        if not rows:
+            with self.db.write(background=True) as conn:
+                rows = inbound_repo.lease_due(conn, self.clock.now(), LEASE, limit)
+        chunks = list(_chunks(rows, STORE_BATCH_BYTES))
+        for n, chunk in enumerate(chunks, 1):
+            next_pass = limit if lease_ahead and n == len(chunks) else 0
+            self._store_batch(self._write_blobs(self._prepare_all(chunk)), next_pass)
         return len(rows)
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -250,37 +270,43 @@ class InboundService(ServiceBase):
             return f"{type(exc).__name__}: {exc}"
         return d
 
-    def _store_batch(self, batch: list[Prepared]) -> None:
+    def _store_batch(self, batch: list[Prepared], next_pass: int = 0) -> None:
         """Store in as few transactions as keep the writer lock short: a transaction ends once
         it has held the lock for STORE_HOLD_SECONDS, and each is a background writer (see
         storage/db.py WriterLock), so SMTP accepts (whose `250` waits for a commit) never queue
         behind a batch of inserts on SQLite.
+
+        The transaction that stores the last of the batch also leases up to `next_pass` rows
+        for the next pass (process_due's `lease_ahead`).
 
         Raises: what the database raises for a transaction as a whole (its rows stay leased
         and are re-driven when the lease ends, like after a crash).
         """
         rest = batch
         while rest:
-            rest = self._store_some(rest)
+            rest, leased = self._store_some(rest, next_pass)
+            self._ahead.put(leased)  # committed: they are this process's to process next
 
-    def _store_some(self, batch: list[Prepared]) -> list[Prepared]:
+    def _store_some(self, batch: list[Prepared], next_pass: int) -> tuple[list[Prepared], list[dict[str, Any]]]:
         """One storing transaction; returns what is left for the next. Optimistic: without a
         savepoint per message (two more statements each). When a message fails, the whole
         transaction rolls back and runs again with one SAVEPOINT per message, so the failing
         one is rolled back and deferred alone while the others commit."""
         try:
             with self.db.write(background=True) as conn:
-                return self._store_in(conn, batch, guarded=False)
+                return self._store_in(conn, batch, next_pass, guarded=False)
         except Exception:  # noqa: BLE001 - retried below, where each failure is logged and deferred
             log.warning("inbound store transaction failed; storing again message by message", exc_info=True)
         with self.db.write(background=True) as conn:
-            return self._store_in(conn, batch, guarded=True)
+            return self._store_in(conn, batch, next_pass, guarded=True)
 
-    def _store_in(self, conn: Connection, batch: list[Prepared], *, guarded: bool) -> list[Prepared]:
+    def _store_in(self, conn: Connection, batch: list[Prepared], next_pass: int, *,
+                  guarded: bool) -> tuple[list[Prepared], list[dict[str, Any]]]:
         """Store from the head of `batch` until the transaction has stored STORE_MIN_MESSAGES
         and held the writer lock for STORE_HOLD_SECONDS while another writer waits (or for
-        STORE_ALONE_SECONDS); returns the rest. Which rows are still pending and what they
-        delivered already is read once, and their events and `done` written once at the end."""
+        STORE_ALONE_SECONDS); returns the rest, and the rows leased for the next pass when
+        this transaction stored the last of the batch. Which rows are still pending and what
+        they delivered already is read once, and their events and `done` written once at the end."""
         started = time.monotonic()
         held_until, alone_until = started + STORE_HOLD_SECONDS, started + STORE_ALONE_SECONDS
         # Blobs were written before this transaction (_write_blobs): hold their keys now, so no
@@ -297,7 +323,10 @@ class InboundService(ServiceBase):
             if taken >= STORE_MIN_MESSAGES and self._should_commit(held_until, alone_until):
                 break
         outcome.write(conn, self.clock.now())
-        return batch[taken:]
+        rest = batch[taken:]
+        if rest or not next_pass:
+            return rest, []
+        return rest, inbound_repo.lease_due(conn, self.clock.now(), LEASE, next_pass)
 
     def _should_commit(self, held_until: float, alone_until: float) -> bool:
         now = time.monotonic()
@@ -442,6 +471,24 @@ class Delivery:
 
 
 Prepared = tuple[dict[str, Any], Delivery | str]  # a leased queue row, and its Delivery or why it failed
+
+
+class _LeasedAhead:
+    """Queue rows this process leased for its next pass (process_due's `lease_ahead`). Whoever
+    calls process_due next in this process takes them (the worker, or a simulate request)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+
+    def put(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._rows.extend(rows)
+
+    def take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows, self._rows = self._rows, []
+        return rows
 
 
 @dataclass

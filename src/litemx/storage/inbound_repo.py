@@ -85,6 +85,12 @@ def retry_later(conn: Connection, queue_id: int, at: datetime, error: str) -> No
     conn.execute(_RETRY_LATER, {"b_id": queue_id, "b_at": at, "b_error": error[:500]})
 
 
+def unlease(conn: Connection, ids: list[int], now: datetime) -> None:
+    """Give back rows leased for a pass that will not run: due now, their lease's attempt undone."""
+    conn.execute(update(q).where(q.c.id.in_(ids), q.c.status == "pending")
+                 .values(next_attempt_at=now, attempts=q.c.attempts - 1))
+
+
 def release_leases(conn: Connection, now: datetime) -> int:
     """At start-up: whatever a dead process had leased is due again now (processing is idempotent)."""
     result = conn.execute(update(q).where(q.c.status == "pending", q.c.next_attempt_at > now)
