@@ -5,15 +5,17 @@ routinely malformed (bare LF, NUL bytes, raw 8-bit headers, unknown charsets, br
 missing boundaries, header floods) and the raw MIME is kept in the blob store anyway, so the
 parsed view degrades instead of failing.
 
-The stdlib parser (`BytesParser(policy=policy.default)`) builds the MIME tree. We deliberately
-do *not* use its convenience layer where it is known to raise:
+The stdlib's feed parser builds the MIME tree under the compat32 policy, with header values
+left as parsed (`_RawHeaders`). We deliberately do *not* use `policy.default`'s convenience
+layer:
 
 - `iter_attachments()` + `get_content()` raises KeyError on nested multipart parts and
   LookupError on unknown charsets, so we walk the tree ourselves and decode payload bytes
   with our own charset chain (`decode_bytes`).
-- header objects from `policy.default` turn raw 8-bit bytes into "unknown-8bit" and have had
-  parser bugs on hostile input, so header *text* is decoded here from `raw_items()`
-  (RFC 6532 UTF-8, RFC 2047 encoded words, legacy 8-bit as latin-1).
+- its header objects turn raw 8-bit bytes into "unknown-8bit", have had parser bugs on
+  hostile input, and were most of the parse's CPU (each part's Content-Type, with its unique
+  boundary, went through the pure-Python header parser), so header *text* is decoded here
+  from the raw values (RFC 6532 UTF-8, RFC 2047 encoded words, legacy 8-bit as latin-1).
 
 Every string this module returns is free of NUL and lone surrogates, so both SQLite and
 PostgreSQL can store it as text.
@@ -24,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
-import functools
 import hashlib
 import re
 import types
@@ -34,7 +35,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy
 from email.generator import BytesGenerator, Generator
-from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email import feedparser
 from email.feedparser import FeedParser
@@ -401,33 +401,16 @@ def parse_message(raw: bytes) -> ParsedMessage:
     )
 
 
-class _RememberingHeaders(HeaderRegistry):
-    """policy.default's header registry, parsing each distinct (name, value) once.
+class _RawHeaders(policy.Compat32):
+    """compat32 with header values handed out as parsed (8-bit bytes still surrogate-escaped)
+    instead of as `Header` objects that turn them into U+FFFD: the values this module reads
+    through the Message API (a filename, a charset) are decoded here, like all header text."""
 
-    The stdlib parser and our tree walk ask a part for its Content-Type again and again
-    (get_content_type, get_content_maintype, get_content_charset, get_filename, get_payload...)
-    and each ask re-runs the pure-Python header parser: most of parse_message's CPU. A header
-    object depends only on (name, value) and is immutable (a str with read-only attributes), so
-    one parse per distinct pair gives the same answers. Short values only, and a bounded LRU:
-    hostile mail cannot grow it.
-    """
-
-    def __call__(self, name: str, value: str) -> BaseHeader:
-        if len(value) > _REMEMBERED_HEADER_CHARS:
-            return super().__call__(name, value)
-        return _remembered_header(name, value)
+    def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
+        return value
 
 
-_REMEMBERED_HEADER_CHARS = 1000
-_HEADERS = HeaderRegistry()
-
-
-@functools.lru_cache(maxsize=4096)
-def _remembered_header(name: str, value: str) -> BaseHeader:
-    return _HEADERS(name, value)
-
-
-_PARSE_POLICY = policy.default.clone(header_factory=_RememberingHeaders())
+_PARSE_POLICY = _RawHeaders()
 
 
 def _parse_tree(raw: bytes, *, headers_only: bool) -> Message:
@@ -689,7 +672,9 @@ def _clean_filename(name: str | None) -> str | None:
     quoted names, an Outlook habit, are decoded here); paths and control characters go."""
     if not name:
         return None
-    name = decode_rfc2047(header_text(name)) if "=?" in name else clean_text(name)
+    # Raw 8-bit bytes in a parameter (legacy mailers) arrive surrogate-escaped: header_text
+    # decodes them as the header text is decoded (UTF-8, else the legacy fallbacks).
+    name = decode_rfc2047(header_text(name)) if "=?" in name else header_text(name)
     name = _UNSAFE_FILENAME.sub(" ", name).replace("\\", "/").rsplit("/", 1)[-1].strip(" .")
     return name[-MAX_FILENAME:] or None
 
