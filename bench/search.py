@@ -140,6 +140,7 @@ def index_workers(services: Any, clock: SettableClock, corpus_dir: Path, limit_s
             code = 1
             try:  # started like a worker (services built) before the clock starts
                 worker = build_services(settings, clock=clock, migrate=False)
+                worker.inbound.warm_up()  # as workers.py does before its first pass
                 os.write(ready[1], b"r")
                 os.read(go[0], 1)
                 cpu, began = time.process_time(), time.perf_counter()

@@ -45,6 +45,7 @@ class InboundWorker:
     async def run(self) -> None:
         inbound = self.services.inbound
         try:
+            await self._step(self._warm_up)
             # What a dead process had leased is due again now (processing is idempotent).
             while self.release_leases and (released := await self._step(inbound.release_leases)) is None:
                 await self._idle()
@@ -57,6 +58,10 @@ class InboundWorker:
         finally:
             if inbound.on_accept == self._wake_from_thread:
                 inbound.on_accept = None
+
+    def _warm_up(self) -> int:
+        self.services.inbound.warm_up()  # before the first message, not while it waits
+        return 0
 
     def _pass(self) -> int:
         # Called again at once while it finds work, so it may lease the next pass's rows.

@@ -177,6 +177,10 @@ class InboundService(ServiceBase):
             # worker's poll picks the row up anyway.
             log.exception("could not wake the inbound worker")
 
+    def warm_up(self) -> None:
+        """What a worker process loads before its first message (mailauth.warm_up)."""
+        mailauth.warm_up()
+
     def release_leases(self) -> int:
         with self.db.write() as conn:
             return inbound_repo.release_leases(conn, self.clock.now())
