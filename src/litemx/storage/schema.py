@@ -200,7 +200,7 @@ threads = Table(
     Column("last_message_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "mailbox_id", "last_message_at"),
-    Index(None, "mailbox_id", "subject_key"),
+    Index(None, "mailbox_id", "subject_key", "last_message_at"),  # the subject fallback (migration 0011)
     Index(None, "account_id", "last_message_at", "id"),  # thread lists, newest activity first (0007)
     Index(None, "account_id", "mailbox", "last_message_at", "id"),
 )
