@@ -299,3 +299,19 @@ def test_a_pass_without_lease_ahead_leaves_nothing_leased(api, services):
     ids = _accept(services, "Simulated", "Waiting for the worker")
     assert services.inbound.process_due(1) == 1
     assert _queue(services)[ids[1]]["next_attempt_at"] <= services.infra.clock.now()
+
+
+def test_mail_whose_part_type_has_raw_bytes_is_delivered(api, services):
+    """Accepted with `250`, so it must be storable: a Content-Type with a raw 8-bit byte or a NUL
+    once reached the attachment row as text the database refuses, and the row failed for ever."""
+    from tests.test_mime import _CONTENT_TYPES_WITH_RAW_BYTES, _with_part_type
+
+    route = services.inbound.route_recipient(SUPPORT)
+    ids = [services.inbound.accept(_with_part_type(ctype), "alice@sender.example", [route]) for ctype in
+           _CONTENT_TYPES_WITH_RAW_BYTES]
+    while services.inbound.process_due():
+        pass
+    queue = _queue(services)
+    assert [queue[i]["status"] for i in ids] == ["done"] * len(ids), [queue[i]["last_error"] for i in ids]
+    with services.infra.db.read() as conn:
+        assert conn.execute(select(attachments.c.content_type)).scalars().all() != []

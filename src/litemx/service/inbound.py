@@ -89,13 +89,15 @@ class InboundService(ServiceBase):
         return route
 
     def close(self) -> None:
-        rows = self._ahead.take()
-        if rows:  # leased for a pass that will not run: due again now, for this or another worker
-            with self.db.write() as conn:
-                inbound_repo.unlease(conn, [row["id"] for row in rows], self.clock.now())
-        if self._preparers is not None:
-            self._preparers.shutdown(wait=True)
-            self._preparers = None
+        try:
+            rows = self._ahead.take()
+            if rows:  # leased for a pass that will not run: due again now, for this or another worker
+                with self.db.write() as conn:
+                    inbound_repo.unlease(conn, [row["id"] for row in rows], self.clock.now())
+        finally:  # a failed give-back leaves them to their lease's end, as a crash would
+            if self._preparers is not None:
+                self._preparers.shutdown(wait=True)
+                self._preparers = None
 
     def cached_route(self, recipient: str) -> Route | None:
         """An accepted route known without touching the database's pool (RoutingService.cached);
