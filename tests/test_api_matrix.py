@@ -18,6 +18,7 @@ import pytest
 
 from litemx.core.operations import OPERATIONS, Operation
 from litemx.core.scopes import ALL_SCOPES
+from litemx.storage import sending_repo
 from tests.support.api import Api, assert_error, audit_since, last_audit_id, snapshot
 from tests.support.clock import FakeClock
 from tests.support.inbox import Mail, deliver
@@ -32,6 +33,7 @@ GHOST_TOKEN = "tok_" + "a" * 26
 GHOST_MESSAGE, GHOST_THREAD, GHOST_ATTACHMENT = "msg_" + "a" * 26, "thr_" + "a" * 26, "att_" + "a" * 26
 GHOST_DRAFT = "drf_" + "a" * 26
 REPLY = {"text": "Thanks, paid."}
+BOUNCED = "bounced@example.net"  # suppressed for inbox@ (as a hard bounce of its send would)
 
 # One valid request per operation: path parameters ("?" is the query string) and body.
 # "{victim}" is the id of a scoped token of the tenant (the thing tokens.revoke acts on);
@@ -79,6 +81,7 @@ REQUESTS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
     "threads.reply": ({"id": "{thread}"}, REPLY),
     "threads.draft": ({"id": "{thread}"}, REPLY),
     "suppressions.list": ({}, None),
+    "suppressions.delete": ({"address": BOUNCED}, None),
     # Sending (issue 6): this world's domain is not ready, so even the founder is refused by the
     # preflight (NO_SUCCESS_HERE); test_send_preflight.py covers the success path.
     "drafts.send": ({"id": "{draft}"}, None),
@@ -89,7 +92,6 @@ REQUESTS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
 # Listing an operation here is a deliberate, reviewable act; a new live route found in neither
 # table fails test_every_live_route_has_a_valid_request_in_the_matrix.
 PENDING = {
-    "suppressions.delete",  # needs a suppression, made by a bounce (test_bounces.py)
     # operator/abuse and retention (admin only)
     "retention.run", "mailboxes.legal_hold", "mailboxes.export", "mailboxes.purge", "domains.disable",
     "domains.enable", "mailboxes.disable", "mailboxes.enable", "tokens.disable", "tokens.enable",
@@ -156,6 +158,11 @@ def _one_message(api: Api, services: Any) -> dict[str, str]:
                                           files=[("invoice.pdf", "application/pdf", b"%PDF-1.4 seven")]).build(), INBOX)
     read = api.ok("GET", f"/api/messages/{message_id}")
     draft = api.ok("POST", "/api/drafts", {"mailbox": INBOX, "to": ["carol@example.net"], "subject": "Draft"})
+    account_id = api.me()["account"]["id"]
+    with services.infra.db.write() as conn:  # what a hard bounce of an inbox@ send leaves (test_bounces.py)
+        sending_repo.add_suppression(conn, {"account_id": account_id, "address": BOUNCED,
+                                            "reason": "bounce", "mailbox": INBOX, "message_id": message_id,
+                                            "details": {"status": "5.1.1"}, "created_at": services.infra.clock.now()})
     return {"message": message_id, "thread": read["thread_id"], "attachment": read["attachments"][0]["id"],
             "draft": draft["id"]}
 
@@ -197,7 +204,7 @@ def test_every_live_route_has_a_valid_request_in_the_matrix():
 def test_the_founder_can_perform_every_request_in_the_matrix(world, services):
     # Destructive requests last, so each request still finds what it acts on.
     order = sorted(AUTHENTICATED, key=lambda n: ({"aliases.delete": 1, "tokens.revoke": 1, "drafts.delete": 1,
-                                                   "mailboxes.delete": 2}.get(n, 0), n))
+                                                   "suppressions.delete": 1, "mailboxes.delete": 2}.get(n, 0), n))
 
     def check(name: str) -> None:
         method, path, body = world.request(name)
@@ -429,6 +436,8 @@ GRANT_CASES = {
     "setting a catchall needs every mailbox": GrantCase(
         "PUT", f"/api/catchalls/{DOMAIN}", {"mailbox": BILLING}, 403, "forbidden"),
     "revoking a wider token is forbidden": GrantCase("DELETE", "/api/tokens/{victim}", None, 403, "forbidden"),
+    "a suppression caused by an ungranted mailbox is missing": GrantCase(
+        "DELETE", f"/api/suppressions/{BOUNCED}", None, 404, "not_found", "/api/suppressions/ghost@example.net"),
     "a message in an ungranted mailbox is missing": GrantCase(
         "GET", "/api/messages/{message}", None, 404, "not_found", f"/api/messages/{GHOST_MESSAGE}"),
     "an attachment in an ungranted mailbox is missing": GrantCase(
@@ -542,6 +551,7 @@ CROSS_CASES = [
     CrossCase("threads.reply", {"id": "{thread}"}, {"id": GHOST_THREAD}),
     CrossCase("threads.draft", {"id": "{thread}"}, {"id": GHOST_THREAD}),
     CrossCase("drafts.send", {"id": "{draft}"}, {"id": GHOST_DRAFT}),
+    CrossCase("suppressions.delete", {"address": BOUNCED}, {"address": "ghost@example.net"}),
     CrossCase("send.direct", {}, {}, 403, "send_blocked", body={"mailbox": INBOX, "to": ["bob@example.net"]},
               twin_body={"mailbox": f"ghost@{DOMAIN}", "to": ["bob@example.net"]}),
     CrossCase("drafts.create", {}, {}, body={"mailbox": INBOX, "to": ["bob@example.net"]},
