@@ -642,8 +642,8 @@ def _attachment(part: Message, filename: str, ctype: str, data: bytes) -> Attach
     cid = normalise_message_id(header_text(raw_cid)) if raw_cid else None
     disposition = _disposition(part.get_content_disposition(), has_cid=cid is not None)
     return Attachment(
-        # The type as the header gave it: raw 8-bit bytes or a NUL in it would reach the database
-        # as text neither backend stores (a lone surrogate, a NUL), and fail the delivery for ever.
+        # Decoded like all header text: raw 8-bit bytes or a NUL in the type would otherwise reach
+        # the database as text neither backend stores (a lone surrogate, a NUL), failing delivery.
         filename=filename, content_type=header_text(ctype), size=len(data),
         content_id=cid[1:-1] if cid else None, disposition=disposition,
         sha256=hashlib.sha256(data).hexdigest(), data=data,

@@ -277,10 +277,10 @@ class InboundService(ServiceBase):
         return d
 
     def _store_batch(self, batch: list[Prepared], next_pass: int = 0) -> None:
-        """Store in as few transactions as keep the writer lock short: a transaction ends once
-        it has held the lock for STORE_HOLD_SECONDS, and each is a background writer (see
-        storage/db.py WriterLock), so SMTP accepts (whose `250` waits for a commit) never queue
-        behind a batch of inserts on SQLite.
+        """Store in as few transactions as keep the writer lock short for those who wait: each
+        is a background writer (see storage/db.py WriterLock) that ends after STORE_HOLD_SECONDS
+        once a foreground writer waits (_store_in), so SMTP accepts (whose `250` waits for a
+        commit) never queue behind a batch of inserts on SQLite.
 
         The transaction that stores the last of the batch also leases up to `next_pass` rows
         for the next pass (process_due's `lease_ahead`).
