@@ -40,6 +40,8 @@ from litemx.storage.db import Database
 
 MAX_BATCH = 256  # rows per transaction: bounds one commit's size and its callers' wait
 WAIT_SECONDS = 300.0  # a bound on any caller's wait; far above SQLite's 30 s busy timeout
+# A repository's batch insert: the rows in, one generated id (or None) per row out.
+WriteRows = Callable[[Connection, list[dict[str, Any]]], Sequence[Any]]
 
 
 class GroupCommitError(RuntimeError):

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (ColumnElement, Connection, Integer, and_, bindparam, case, false, func, insert, or_, select,
                         text, update)
 
+from litemx.storage import lean_select
 from litemx.storage.lean_insert import LeanInsert
 from litemx.storage.repo import by_column, many, one, row_dict
 from litemx.storage.schema import attachments, inbound_queue, messages, threads
@@ -220,7 +221,7 @@ def list_messages(conn: Connection, scope: MessageScope, limit: int, before_seq:
     params = {**scope_params(scope), "b_limit": limit}
     if before_seq is not None:
         params["b_before"] = before_seq
-    return [row_dict(r) for r in conn.execute(_list_statement(scope_shape(scope), before_seq is not None), params)]
+    return lean_select.rows(conn, _list_statement(scope_shape(scope), before_seq is not None), params)
 
 
 def thread_by_id(conn: Connection, thread_id: str) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ no body), all in one transaction, so the index always mirrors its content view (
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Connection, Table, delete, func, or_, select, text, union, update

@@ -41,9 +41,9 @@ from sqlalchemy import (ColumnElement, Connection, Integer, Select, String, bind
 from sqlalchemy.sql import column, table
 
 from litemx.core.searchquery import Query, to_fts5, to_tsquery_parts
+from litemx.storage import lean_select
 from litemx.storage.messages_repo import (LIST_COLUMNS, ORDER_SLACK, MessageScope, ScopeShape, bound_scope_conditions,
                                           scope_params, scope_shape)
-from litemx.storage.repo import row_dict
 from litemx.storage.schema import messages
 
 HIT_START = "**"  # snippet highlight markers (Markdown bold: readable by people and agents)
@@ -94,7 +94,7 @@ def search(conn: Connection, scope: MessageScope, query: Query, limit: int, befo
         stmt = _date_statement(shape)
     else:
         stmt = _statement(shape)
-    rows = [row_dict(r) for r in conn.execute(stmt, params)]
+    rows = lean_select.rows(conn, stmt, params)
     return SearchPage(rows[:limit], len(rows) > limit)
 
 

@@ -1,0 +1,98 @@
+"""SELECTs on the hottest read paths without SQLAlchemy's per-call work, on SQLite.
+
+The reads every list and search request makes (storage/search_repo.py, messages_repo's
+list) return up to a page of wide rows. Through `Connection.execute` each call built an
+execution context and a cursor result, and each row a `Row` and then a dict: about a tenth
+of a millisecond per page in Python beside SQLite's own work, on a request whose whole
+budget is about a millisecond (bench/PROFILE.md, session 6).
+
+`rows(conn, stmt, params)` keeps what SQLAlchemy decides and skips only the machinery, as
+storage/lean_insert.py does for INSERTs: the statement is compiled once by SQLAlchemy for the
+connection's dialect; parameters go through their types' bind processors and each column of
+a row through its type's result processor (UTC datetimes, JSON, booleans), so the dicts are
+the ones `dict(row._mapping)` gives (tests/test_lean_select.py compares them). A statement
+with an expanding parameter (`IN` over a token's mailbox grants) takes SQLAlchemy's own
+expansion for its values. A DBAPI error is raised as SQLAlchemy's. PostgreSQL keeps
+`conn.execute`: a network round trip dwarfs that cost there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+Processor = Callable[[Any], Any]
+_REQUIRED = object()  # a parameter the caller must give (bindparam without a value)
+
+
+def rows(conn: Connection, stmt: Select[Any], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every row of `stmt` run with `params`, each as a dict keyed by column name."""
+    if conn.dialect.name != "sqlite":
+        return [dict(row._mapping) for row in conn.execute(stmt, dict(params))]
+    compiled = _compile(stmt, conn.dialect)
+    sql, values = compiled.bind(params)
+    dbapi_error = conn.dialect.dbapi.Error  # type: ignore[union-attr]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        fetched = cursor.execute(sql, values).fetchall()
+    except dbapi_error as exc:
+        raise DBAPIError.instance(sql, values, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
+    return [compiled.row(raw) for raw in fetched]
+
+
+@functools.lru_cache(maxsize=256)  # statements are built once per shape; bounded all the same
+def _compile(stmt: Select[Any], dialect: Dialect) -> _Compiled:
+    return _Compiled(stmt, dialect)
+
+
+class _Compiled:
+    """One statement: its SQL, how to bind its parameters, how to read its rows."""
+
+    def __init__(self, stmt: Select[Any], dialect: Dialect) -> None:
+        self.compiled = compiled = stmt.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.names = tuple(compiled.positiontup or ())
+        # Expanding (`IN :list`) or literal-execute parameters change the SQL per call.
+        self.expands = bool(compiled.post_compile_params or compiled.literal_execute_params)
+        self.fixed = {name: _REQUIRED if bind.required else bind.effective_value
+                      for name, bind in compiled.binds.items()}
+        self.bind_processors: dict[str, Processor] = {
+            name: proc for name, bind in compiled.binds.items()
+            if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+        columns = list(stmt.selected_columns)
+        self.keys = tuple(column.key for column in columns)
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError(f"lean_select: duplicate column names in {self.keys}")
+        self.result_processors: tuple[tuple[int, Processor], ...] = tuple(
+            (i, proc) for i, column in enumerate(columns)
+            if (proc := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None)
+
+    def bind(self, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """The SQL and its positional values for `params`."""
+        if self.expands:
+            state = self.compiled.construct_expanded_state(dict(params), escape_names=False)
+            names, sql, given = state.positiontup or (), state.statement, state.parameters
+            procs = state.processors
+        else:
+            names, sql, given, procs = self.names, self.sql, params, self.bind_processors
+        values = []
+        for name in names:
+            value = given[name] if name in given else self.fixed.get(name, _REQUIRED)
+            if value is _REQUIRED:
+                raise KeyError(f"lean_select: no value for the parameter {name!r}")
+            proc = procs.get(name)
+            values.append(value if proc is None else proc(value))
+        return sql, tuple(values)
+
+    def row(self, raw: tuple[Any, ...]) -> dict[str, Any]:
+        values = list(raw)
+        for i, proc in self.result_processors:
+            values[i] = proc(values[i])
+        return dict(zip(self.keys, values, strict=True))

@@ -1,0 +1,83 @@
+"""storage/lean_select.py reads exactly what SQLAlchemy's own execution reads (the same SQL,
+bind and result processors, without Connection.execute's per-call work), on both backends:
+for the list and search statements in every scope shape (an account, a token's mailbox grants
+through an expanding IN, a status, quarantine shown), with and without a cursor; and a
+refused statement raises SQLAlchemy's error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from litemx.core.searchquery import parse_query
+from litemx.storage import lean_select, messages_repo, search_repo
+from litemx.storage.messages_repo import MessageScope, scope_params, scope_shape
+from litemx.storage.schema import messages
+from tests.support.inbox import Mail, send
+
+SUPPORT, BILLING = "support@acme.example", "billing@acme.example"
+
+
+@pytest.fixture
+def mail(api: Any, services: Any) -> str:
+    """Mail with every kind of column value a list row holds; returns the account id."""
+    send(services, Mail(subject="Où est ma commande ? ✓", text="Bonjour, the parcel never came.",
+                        sender="Zoë Müller <zoe@sender.example>", cc="Ops <ops@acme.example>"))
+    send(services, Mail(subject="Invoice 42", text="The parcel invoice is attached.", to=BILLING,
+                        html="<p>The <b>parcel</b> invoice</p>", files=[("a.pdf", "application/pdf", b"%PDF-1")]))
+    send(services, Mail(subject="Re: parcel", text="Still no parcel.", in_reply_to="<nowhere@x>"))
+    return str(api.me()["account"]["id"])
+
+
+def _scopes(account: str) -> list[MessageScope]:
+    return [MessageScope(account), MessageScope(account, (SUPPORT,)), MessageScope(account, (BILLING, SUPPORT)),
+            MessageScope(account, None, "received"), MessageScope(account, (SUPPORT,), None, True)]
+
+
+def _both(conn: Any, stmt: Any, params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return lean_select.rows(conn, stmt, params), [dict(r._mapping) for r in conn.execute(stmt, params)]
+
+
+def test_list_rows_are_sqlalchemys_in_every_scope_shape(services, mail):
+    with services.infra.db.read() as conn:
+        newest = conn.execute(select(messages.c.seq).order_by(messages.c.seq.desc())).scalar()
+        for scope in _scopes(mail):
+            for cursor in (None, newest):
+                stmt = messages_repo._list_statement(scope_shape(scope), cursor is not None)
+                params = {**scope_params(scope), "b_limit": 10, **({"b_before": cursor} if cursor else {})}
+                lean, reference = _both(conn, stmt, params)
+                assert lean == reference
+                assert lean or cursor  # every scope sees some of the mail
+        rows = messages_repo.list_messages(conn, MessageScope(mail), 10, None)
+    assert all(r["received_at"].tzinfo is not None and isinstance(r["auth"], dict) for r in rows)
+    assert any(r["has_attachments"] is True for r in rows)
+
+
+@pytest.mark.parametrize("q", ["parcel", '"parcel invoice"', "from:zoe@sender.example", "after:2020-01-01",
+                               "subject:invoice has:attachment"])
+def test_search_rows_are_sqlalchemys_in_every_scope_shape(services, mail, q):
+    query = parse_query(q)
+    sqlite = services.infra.db.dialect == "sqlite"
+    with services.infra.db.read() as conn:
+        for scope in _scopes(mail):
+            texts = search_repo._texts(query, sqlite)
+            assert texts is not None
+            shape = search_repo._Shape(sqlite, scope_shape(scope), tuple((f, field) for f, field, _ in texts),
+                                       query.has_attachment, query.after_datetime is not None, False, False)
+            params = {**scope_params(scope), "b_limit": 10, "q_after": query.after_datetime, "q_before": None,
+                      "b_before": None, **{f"t{i}": value for i, (_, _, value) in enumerate(texts)}}
+            lean, reference = _both(conn, search_repo._statement(shape), params)
+            assert lean == reference
+        found = search_repo.search(conn, MessageScope(mail), query, 10, None)
+    assert found.rows and all("hit_snippet" in r for r in found.rows)
+
+
+def test_a_refused_statement_raises_sqlalchemys_error(services, mail):
+    scope = MessageScope(mail)
+    stmt = messages_repo._list_statement(scope_shape(scope), False)
+    with services.infra.db.read() as conn:
+        with pytest.raises(DBAPIError):  # both databases refuse a LIMIT that is no number
+            lean_select.rows(conn, stmt, {**scope_params(scope), "b_limit": "ten"})
