@@ -8,6 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic_core import to_json
 from sqlalchemy import select
 
 from litemx.adapters.mcp import fence as fence_mod
@@ -363,6 +366,22 @@ def test_fit_cuts_bodies_under_the_cap_and_says_where_to_read_on():
     assert result is not None and sizing.result_bytes(result) <= sizing.TARGET_BYTES
     body = result.structured_content["messages"][0]["body"]
     assert body["truncated"] and 0 < body["next_offset"] < 60000 and "size_note" in result.structured_content
+
+
+_JSON_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # quotes, controls, astral
+_JSON_VALUE = st.recursive(st.none() | st.booleans() | st.integers()
+                           | st.floats(allow_nan=False, allow_infinity=False) | _JSON_TEXT,
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_JSON_TEXT, inner, max_size=4),
+                           max_leaves=15)
+
+
+@given(st.dictionaries(_JSON_TEXT, _JSON_VALUE, max_size=5), st.booleans())
+def test_the_size_fit_computes_is_the_serialized_results_size(payload, is_error):
+    # fit() measures a result without serializing it (sizing.wire_bytes): it must be exact.
+    encoded = to_json(payload)
+    result = sizing.as_result(payload, is_error=is_error)
+    assert result.content[0].text == encoded.decode()
+    assert sizing.wire_bytes(encoded, is_error) == sizing.result_bytes(result)
 
 
 def test_the_fence_defangs_any_tag_inside_the_content():

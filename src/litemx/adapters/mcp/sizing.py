@@ -10,11 +10,12 @@ an exact `next_offset` to read on with `read_message`. When even empty bodies do
 
 from __future__ import annotations
 
-import json
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_types import CallToolResult, TextContent
+from pydantic_core import to_json
 
 from litemx.adapters.mcp.fence import Fence
 from litemx.adapters.mcp.trim import Segment, cut, segments
@@ -92,14 +93,33 @@ def windows(tree: Any, found: list[BodyWindow] | None = None) -> list[BodyWindow
 
 def as_result(payload: dict[str, Any], *, is_error: bool = False) -> CallToolResult:
     """Structured content plus the same object as compact JSON text (for clients that read text)."""
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return _result(payload, to_json(payload).decode(), is_error)
+
+
+def _result(payload: dict[str, Any], text: str, is_error: bool) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=payload,
                           is_error=is_error)
 
 
 def result_bytes(result: CallToolResult) -> int:
-    """Bytes of the result as it goes on the wire (UTF-8 JSON)."""
-    return len(result.model_dump_json(by_alias=True, exclude_none=True))
+    """Bytes of the result as it goes on the wire (UTF-8 JSON). (Until session 6 this counted
+    characters, so non-ASCII content could pass the cap by up to a factor of 4.)"""
+    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
+
+
+def wire_bytes(encoded: bytes, is_error: bool = False) -> int:
+    """`result_bytes` of `_result(payload, encoded.decode(), is_error)`, where `encoded` is
+    `to_json(payload)`, without serializing the result: on the wire the payload appears once as
+    structured content (`encoded` itself: the SDK serializes with the same pydantic-core rules)
+    and once as the text, a JSON string (`encoded` escaped). Serializing the whole result just to
+    measure it cost as much as the SDK's own serialization of the answer, on every call."""
+    return _envelope_bytes(is_error) + len(encoded) + len(to_json(encoded.decode()))
+
+
+@functools.cache
+def _envelope_bytes(is_error: bool) -> int:
+    """The bytes of a result around its text and structured content."""
+    return result_bytes(_result({}, "", is_error)) - len('""') - len("{}")
 
 
 def fit(tree: dict[str, Any], fence: Fence) -> CallToolResult | None:
@@ -119,5 +139,5 @@ def _build(tree: dict[str, Any], fence: Fence, bodies: list[BodyWindow]) -> tupl
     payload = render(tree, fence)
     if any(w.cut_for_size() for w in bodies):
         payload["size_note"] = SIZE_NOTE
-    result = as_result(payload)
-    return result, result_bytes(result)
+    encoded = to_json(payload)
+    return _result(payload, encoded.decode(), False), wire_bytes(encoded)
