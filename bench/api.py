@@ -97,14 +97,26 @@ async def _load(url: str, headers: dict[str, str], make: Any, concurrency: int, 
 _WRK_LINE = re.compile(r"^\s*(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$")
 
 
-def _wrk(url: str, token: str, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any] | None:
+def _wrk(url: str, token: str, paths: list[str], concurrency: int, seconds: float,
+         bodies: list[str] | None = None) -> dict[str, Any] | None:
+    """wrk (C client, 2 threads) on random `paths` (GET), or POSTing random JSON `bodies` to the
+    first path (MCP tools/call requests)."""
     if shutil.which("wrk") is None:
         return None
     script = WORK / "wrk-paths.lua"
     listed = ",\n".join(json.dumps(p) for p in paths[:5000])
-    script.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\nlocal paths = {{\n{listed}\n}}\n'
-                      "math.randomseed(42)\nrequest = function()\n"
-                      "  return wrk.format(\"GET\", paths[math.random(#paths)])\nend\n")
+    lines = [f'wrk.headers["Authorization"] = "Bearer {token}"', f"local paths = {{\n{listed}\n}}",
+             "math.randomseed(42)"]
+    if bodies:
+        lines += ['wrk.headers["Content-Type"] = "application/json"',
+                  'wrk.headers["Accept"] = "application/json, text/event-stream"',
+                  # Lua long brackets: the JSON needs no escaping inside [==[ ]==].
+                  "local bodies = {\n" + ",\n".join(f"[==[{b}]==]" for b in bodies[:5000]) + "\n}",
+                  "request = function()\n"
+                  "  return wrk.format(\"POST\", paths[1], nil, bodies[math.random(#bodies)])\nend"]
+    else:
+        lines.append("request = function()\n  return wrk.format(\"GET\", paths[math.random(#paths)])\nend")
+    script.write_text("\n".join(lines) + "\n")
     cmd = ["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{int(max(1, seconds))}s", "--latency", "-s", str(script),
            url]
     proc = common.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -164,6 +176,8 @@ def _endpoints(server: LitemxServer, ids: list[str], search_qs: list[str]) -> li
 
 def _mcp(server: LitemxServer, ids: list[str], search_qs: list[str]) -> dict[str, Any] | None:
     """read_message and search_messages over MCP (stateless JSON-RPC POST /mcp), if /mcp answers."""
+    import httpx
+
     h = {**server.headers(), "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "litemx-bench", "version": "1"}}}
@@ -178,7 +192,18 @@ def _mcp(server: LitemxServer, ids: list[str], search_qs: list[str]) -> dict[str
 
     tools = {"read_message": lambda r: call("read_message", {"message_id": r.choice(ids)}),
              "search_messages": lambda r: call("search_messages", {"query": r.choice(search_qs), "limit": 20})}
-    return {"tools": tools, "headers": h}
+    # The same calls for wrk, each checked once to answer a result that is no tool error (wrk
+    # counts only HTTP statuses, and a failed tool call is still 200).
+    rng = random.Random(42)
+    bodies = {"read_message": [json.dumps(tools["read_message"](rng)[1]) for _ in range(200)],
+              "search_messages": [json.dumps(call("search_messages", {"query": q, "limit": 20})[1])
+                                  for q in search_qs]}
+    for tool, listed in bodies.items():
+        for body in listed[:20] if tool == "read_message" else listed:
+            answer = httpx.post(server.url + "/mcp", headers=h, content=body, timeout=30)
+            if answer.status_code != 200 or answer.json().get("result", {}).get("isError") is not False:
+                return {"skipped": f"{tool} did not answer a result: {answer.status_code} {answer.text[:200]}"}
+    return {"tools": tools, "headers": h, "bodies": bodies}
 
 
 def _ids(server: LitemxServer, limit: int = 5000) -> list[str]:
@@ -265,10 +290,15 @@ def main(argv: list[str] | None = None) -> int:
                         cpu1 = common.cpu_seconds(server.pid)
                         if cpu0 is not None and cpu1 is not None and r["requests"]:
                             r["server_cpu_ms_per_req"] = (cpu1 - cpu0) * 1000 / r["requests"]
+                        r["wrk"] = _wrk(server.url, server.token or "", ["/mcp"], args.concurrency, args.seconds,
+                                        bodies=mcp["bodies"][tool])
                         results["mcp_tools"][tool] = r
+                        w = r["wrk"] or {}
                         say(f"  {'MCP tools/call ' + tool:<58} {fmt(r['rps'])} calls/s p50 {fmt(r['p50_ms'], 2)} "
                             f"p99 {fmt(r['p99_ms'], 2)} ms ok {r['ok']}/{r['requests']} "
-                            f"server CPU {fmt(r.get('server_cpu_ms_per_req'), 2)} ms/req")
+                            f"server CPU {fmt(r.get('server_cpu_ms_per_req'), 2)} ms/req"
+                            + (f" | wrk {fmt(w.get('rps'))} calls/s p50 {fmt(w.get('p50_ms'), 2)} p99 "
+                               f"{fmt(w.get('p99_ms'), 2)} ms non-2xx {w.get('non_2xx', 0)}" if w else ""))
                     results["mcp"] = results["mcp_tools"]["read_message"]  # the shape runall.py reads
                 else:
                     results["mcp"] = mcp
