@@ -195,7 +195,7 @@ def _mcp(server: LitemxServer, ids: list[str], search_qs: list[str]) -> dict[str
     # The same calls for wrk, each checked once to answer a result that is no tool error (wrk
     # counts only HTTP statuses, and a failed tool call is still 200).
     rng = random.Random(42)
-    bodies = {"read_message": [json.dumps(tools["read_message"](rng)[1]) for _ in range(200)],
+    bodies = {"read_message": [json.dumps(tools["read_message"](rng)[1]) for _ in range(min(len(ids), 2000))],
               "search_messages": [json.dumps(call("search_messages", {"query": q, "limit": 20})[1])
                                   for q in search_qs]}
     for tool, listed in bodies.items():
@@ -290,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
                         cpu1 = common.cpu_seconds(server.pid)
                         if cpu0 is not None and cpu1 is not None and r["requests"]:
                             r["server_cpu_ms_per_req"] = (cpu1 - cpu0) * 1000 / r["requests"]
+                        since = _audit_mark(server)
                         r["wrk"] = _wrk(server.url, server.token or "", ["/mcp"], args.concurrency, args.seconds,
                                         bodies=mcp["bodies"][tool])
+                        if r["wrk"]:  # wrk sees HTTP statuses only: the audit log says how each call ended
+                            r["wrk"].update(_audit_outcomes(server, since))
                         results["mcp_tools"][tool] = r
                         w = r["wrk"] or {}
                         say(f"  {'MCP tools/call ' + tool:<58} {fmt(r['rps'])} calls/s p50 {fmt(r['p50_ms'], 2)} "
@@ -311,6 +314,26 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     common.save("api", results)
     return 0
+
+
+def _audit_mark(server: LitemxServer) -> int:
+    conn = common.sqlite_ro(server.db_path)
+    try:
+        return int(conn.execute("SELECT coalesce(max(id), 0) FROM audit_events").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _audit_outcomes(server: LitemxServer, since: int) -> dict[str, int]:
+    """The tool calls' events since `since`: how many succeeded and how many did not."""
+    conn = common.sqlite_ro(server.db_path)
+    try:
+        ok, failed = conn.execute("SELECT count(*) FILTER (WHERE outcome = 'ok'), "
+                                  "count(*) FILTER (WHERE outcome != 'ok') FROM audit_events WHERE id > ?",
+                                  (since,)).fetchone()
+        return {"ok_events": int(ok), "failed_events": int(failed)}
+    finally:
+        conn.close()
 
 
 def _some_sender(server: LitemxServer) -> str:

@@ -357,9 +357,12 @@ def _search_section(r: dict[str, Any], title: str = "Search") -> list[str]:
 
 def _served_rps(t: dict[str, Any]) -> float | None:
     """What the server answered per second: the better of the two clients (the Python one
-    shares the 2 cores with the server), wrk's only when every answer was a 2xx."""
+    shares the 2 cores with the server), wrk's only when every answer was a 2xx and the audit
+    log holds a successful call for each of its requests and no failed one."""
     w = t.get("wrk") or {}
-    return max(filter(None, [t.get("rps"), w.get("rps") if not w.get("non_2xx") else None]), default=None)
+    served = (not w.get("non_2xx") and not w.get("failed_events", 1)
+              and w.get("ok_events", 0) >= w.get("requests", 1))
+    return max(filter(None, [t.get("rps"), w.get("rps") if served else None]), default=None)
 
 
 def _api_section(r: dict[str, Any]) -> list[str]:

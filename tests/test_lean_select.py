@@ -6,10 +6,11 @@ refused statement raises SQLAlchemy's error."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import DBAPIError
 
 from litemx.core.searchquery import parse_query
@@ -87,3 +88,41 @@ def test_a_refused_statement_raises_sqlalchemys_error(services, mail):
     with services.infra.db.read() as conn:
         with pytest.raises(DBAPIError):  # both databases refuse a LIMIT that is no number
             lean_select.rows(conn, stmt, {**scope_params(scope), "b_limit": "ten"})
+
+
+def _bound_by_sqlalchemy(conn: Any, stmt: Any, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    seen: list[tuple[str, tuple[Any, ...]]] = []
+
+    def capture(_conn: Any, _cursor: Any, sql: str, values: Any, _context: Any, _many: bool) -> None:
+        seen.append((sql, tuple(values)))
+
+    event.listen(conn, "before_cursor_execute", capture)
+    try:
+        conn.execute(stmt, params).all()
+    finally:
+        event.remove(conn, "before_cursor_execute", capture)
+    return seen[-1]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("q", ["parcel", "after:2000-01-01", "before:2100-01-01 after:2000-01-01 has:attachment"])
+def test_the_bound_sql_and_values_are_sqlalchemys(services, mail, q):
+    # Equal rows can hide a value bound in another format: a datetime that reaches SQLite as
+    # '... 00:00:00+00:00' instead of '... 00:00:00.000000' compares differently only at an exact
+    # boundary (the date plan's floor is one), so compare what reaches the driver.
+    query = parse_query(q)
+    with services.infra.db.read() as conn:
+        for scope in [*_scopes(mail), MessageScope(mail, ()), MessageScope(mail, (BILLING, SUPPORT, "x@y.example"))]:
+            texts = search_repo._texts(query, True)
+            assert texts is not None
+            shape = search_repo._Shape(True, scope_shape(scope), tuple((f, field) for f, field, _ in texts),
+                                       query.has_attachment, query.after_datetime is not None,
+                                       query.before_datetime is not None, True)
+            params = {**scope_params(scope), "b_limit": 3, "q_after": query.after_datetime,
+                      "q_before": query.before_datetime, "b_before": 10**9,
+                      "q_floor": datetime(2001, 1, 1, 0, 0, 0, 500000, tzinfo=UTC),
+                      **{f"t{i}": value for i, (_, _, value) in enumerate(texts)}}
+            statements = [search_repo._statement(shape)] + ([] if texts else [search_repo._date_statement(shape)])
+            for stmt in statements:
+                used = {k: v for k, v in params.items() if k in stmt.compile().binds}
+                assert lean_select._compile(stmt, conn.dialect).bind(used) == _bound_by_sqlalchemy(conn, stmt, used)

@@ -79,7 +79,9 @@ class _Compiled:
         if self.expands:
             state = self.compiled.construct_expanded_state(dict(params), escape_names=False)
             names, sql, given = state.positiontup or (), state.statement, state.parameters
-            procs = state.processors
+            # The expanded names' processors only: every other parameter keeps its own (as
+            # SQLAlchemy merges them), or a datetime would reach SQLite in another format.
+            procs = {**self.bind_processors, **state.processors}
         else:
             names, sql, given, procs = self.names, self.sql, params, self.bind_processors
         values = []
