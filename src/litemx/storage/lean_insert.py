@@ -21,13 +21,14 @@ one (rows that leave out a column with one are refused).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 Processor = Callable[[Any], Any] | None
+T = TypeVar("T")
 
 
 class LeanInsert:
@@ -83,15 +84,18 @@ class _Compiled:
 
 
 def _run(conn: Connection, sql: str, params: Any, *, many: bool) -> int:
-    """Execute on the transaction's own DBAPI connection; returns the last rowid."""
+    """Execute (many) on the transaction's DBAPI cursor; returns the last rowid."""
+    execute = (lambda cursor: cursor.executemany(sql, params)) if many else (lambda cursor: cursor.execute(sql, params))
+    return int(on_cursor(conn, sql, params, execute).lastrowid or 0)
+
+
+def on_cursor(conn: Connection, sql: str, params: Any, use: Callable[[Any], T]) -> T:
+    """`use(cursor)` on a cursor of the transaction's own DBAPI connection (storage/lean_select.py
+    reads the same way); a DBAPI error is raised as SQLAlchemy's, as `conn.execute` would."""
     dbapi_error = conn.dialect.dbapi.Error  # type: ignore[union-attr]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        if many:
-            cursor.executemany(sql, params)
-        else:
-            cursor.execute(sql, params)
-        return int(cursor.lastrowid or 0)
+        return use(cursor)
     except dbapi_error as exc:
         raise DBAPIError.instance(sql, params, exc, dbapi_error) from exc
     finally:

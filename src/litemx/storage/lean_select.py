@@ -24,7 +24,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+
+from litemx.storage.lean_insert import on_cursor
+from litemx.storage.repo import row_dict
 
 Processor = Callable[[Any], Any]
 _REQUIRED = object()  # a parameter the caller must give (bindparam without a value)
@@ -33,17 +35,10 @@ _REQUIRED = object()  # a parameter the caller must give (bindparam without a va
 def rows(conn: Connection, stmt: Select[Any], params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every row of `stmt` run with `params`, each as a dict keyed by column name."""
     if conn.dialect.name != "sqlite":
-        return [dict(row._mapping) for row in conn.execute(stmt, dict(params))]
+        return [row_dict(row) for row in conn.execute(stmt, dict(params))]
     compiled = _compile(stmt, conn.dialect)
     sql, values = compiled.bind(params)
-    dbapi_error = conn.dialect.dbapi.Error  # type: ignore[union-attr]
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        fetched = cursor.execute(sql, values).fetchall()
-    except dbapi_error as exc:
-        raise DBAPIError.instance(sql, values, exc, dbapi_error) from exc
-    finally:
-        cursor.close()
+    fetched = on_cursor(conn, sql, values, lambda cursor: cursor.execute(sql, values).fetchall())
     return [compiled.row(raw) for raw in fetched]
 
 
