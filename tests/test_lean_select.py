@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from litemx.core.searchquery import parse_query
 from litemx.storage import lean_select, messages_repo, search_repo
 from litemx.storage.messages_repo import MessageScope, scope_params, scope_shape
-from litemx.storage.schema import messages
+from litemx.storage.schema import messages, threads
 from tests.support.inbox import Mail, send
 
 SUPPORT, BILLING = "support@acme.example", "billing@acme.example"
@@ -26,7 +26,8 @@ SUPPORT, BILLING = "support@acme.example", "billing@acme.example"
 def mail(api: Any, services: Any) -> str:
     """Mail with every kind of column value a list row holds; returns the account id."""
     send(services, Mail(subject="Où est ma commande ? ✓", text="Bonjour, the parcel never came.",
-                        sender="Zoë Müller <zoe@sender.example>", cc="Ops <ops@acme.example>"))
+                        sender="Zoë Müller <zoe@sender.example>", cc="Ops <ops@acme.example>",
+                        message_id="<parcel-1@sender.example>"))
     send(services, Mail(subject="Invoice 42", text="The parcel invoice is attached.", to=BILLING,
                         html="<p>The <b>parcel</b> invoice</p>", files=[("a.pdf", "application/pdf", b"%PDF-1")]))
     send(services, Mail(subject="Re: parcel", text="Still no parcel.", in_reply_to="<nowhere@x>"))
@@ -126,3 +127,30 @@ def test_the_bound_sql_and_values_are_sqlalchemys(services, mail, q):
             for stmt in statements:
                 used = {k: v for k, v in params.items() if k in stmt.compile().binds}
                 assert lean_select._compile(stmt, conn.dialect).bind(used) == _bound_by_sqlalchemy(conn, stmt, used)
+
+
+def test_the_inbound_workers_statements_match_sqlalchemys(services, mail):
+    """The storing transaction's per-message statements (messages_repo): the newest in-order
+    time (scalar), the thread lookup by Message-IDs (expanding IN) and the thread bump (UPDATE),
+    each against `Connection.execute` in a transaction that is rolled back."""
+    with services.infra.db.read() as conn:
+        row = conn.execute(select(messages.c.mailbox_id, messages.c.message_id_header, messages.c.thread_id)
+                           .where(messages.c.message_id_header.is_not(None))).first()
+        newest = {"b_account": mail}
+        assert lean_select.scalar(conn, messages_repo._NEWEST_IN_ORDER, newest) == \
+            conn.execute(messages_repo._NEWEST_IN_ORDER, newest).scalar()
+        assert isinstance(lean_select.scalar(conn, messages_repo._NEWEST_IN_ORDER, newest), datetime)
+        assert lean_select.scalar(conn, messages_repo._NEWEST_IN_ORDER, {"b_account": "acct_none"}) is None
+        ids = {"b_box": row.mailbox_id, "b_ids": [row.message_id_header, "<nowhere@x>"]}
+        lean, reference = _both(conn, messages_repo._THREADS_BY_MESSAGE_IDS, ids)
+        assert lean == reference == [{"message_id_header": row.message_id_header, "thread_id": row.thread_id}]
+    at = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    for run in (lean_select.update, lambda conn, stmt, params: conn.execute(stmt, params).rowcount):
+        with services.infra.db.write() as conn:
+            bumped = run(conn, messages_repo._BUMP_THREAD, {"b_id": row.thread_id, "b_at": at})
+            missing = run(conn, messages_repo._BUMP_THREAD, {"b_id": "thr_none", "b_at": at})
+            after = conn.execute(select(threads.c.message_count, threads.c.last_message_at)
+                                 .where(threads.c.id == row.thread_id)).one()
+            conn.rollback()
+        assert (bumped, missing) == (1, 0)
+        assert after.last_message_at == at and after.message_count >= 2

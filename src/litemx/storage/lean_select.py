@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection, Select, Update
 from sqlalchemy.engine import Dialect
 
 from litemx.storage.lean_insert import on_cursor
@@ -42,15 +42,34 @@ def rows(conn: Connection, stmt: Select[Any], params: Mapping[str, Any]) -> list
     return [compiled.row(raw) for raw in fetched]
 
 
+def scalar(conn: Connection, stmt: Select[Any], params: Mapping[str, Any]) -> Any:
+    """The first column of the first row, or None when there is no row."""
+    if conn.dialect.name != "sqlite":
+        return conn.execute(stmt, dict(params)).scalar()
+    compiled = _compile(stmt, conn.dialect)
+    sql, values = compiled.bind(params)
+    raw = on_cursor(conn, sql, values, lambda cursor: cursor.execute(sql, values).fetchone())
+    return None if raw is None else compiled.row(raw)[compiled.keys[0]]
+
+
+def update(conn: Connection, stmt: Update, params: Mapping[str, Any]) -> int:
+    """Run an UPDATE (no RETURNING); returns how many rows it matched. The inbound worker bumps
+    a thread once per stored message, inside the writer lock every worker waits for."""
+    if conn.dialect.name != "sqlite":
+        return int(conn.execute(stmt, dict(params)).rowcount)
+    sql, values = _compile(stmt, conn.dialect).bind(params)
+    return int(on_cursor(conn, sql, values, lambda cursor: cursor.execute(sql, values).rowcount))
+
+
 @functools.lru_cache(maxsize=256)  # statements are built once per shape; bounded all the same
-def _compile(stmt: Select[Any], dialect: Dialect) -> _Compiled:
+def _compile(stmt: Select[Any] | Update, dialect: Dialect) -> _Compiled:
     return _Compiled(stmt, dialect)
 
 
 class _Compiled:
     """One statement: its SQL, how to bind its parameters, how to read its rows."""
 
-    def __init__(self, stmt: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, stmt: Select[Any] | Update, dialect: Dialect) -> None:
         self.compiled = compiled = stmt.compile(dialect=dialect)
         self.sql = compiled.string
         self.names = tuple(compiled.positiontup or ())
@@ -61,7 +80,7 @@ class _Compiled:
         self.bind_processors: dict[str, Processor] = {
             name: proc for name, bind in compiled.binds.items()
             if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
-        columns = list(stmt.selected_columns)
+        columns = list(stmt.selected_columns) if isinstance(stmt, Select) else []
         self.keys = tuple(column.key for column in columns)
         if len(set(self.keys)) != len(self.keys):
             raise ValueError(f"lean_select: duplicate column names in {self.keys}")

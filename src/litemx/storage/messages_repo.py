@@ -48,7 +48,7 @@ def add_message(conn: Connection, values: dict[str, Any]) -> int:
     transactions do not see each other's rows, so the flag can miss one and its search does
     not rely on it.
     """
-    newest = conn.execute(_NEWEST_IN_ORDER, {"b_account": values["account_id"]}).scalar()
+    newest = lean_select.scalar(conn, _NEWEST_IN_ORDER, {"b_account": values["account_id"]})
     late = newest is not None and values["received_at"] < newest - ORDER_SLACK
     seq = _ADD_MESSAGE.one(conn, {**values, "late": late})
     index_message(conn, seq)
@@ -71,7 +71,8 @@ _THREAD_BY_SUBJECT = (select(threads.c.id)
 def threads_by_message_ids(conn: Connection, mailbox_id: str, ids: list[str]) -> dict[str, str]:
     if not ids:
         return {}
-    return {mid: tid for mid, tid in conn.execute(_THREADS_BY_MESSAGE_IDS, {"b_box": mailbox_id, "b_ids": ids})}
+    found = lean_select.rows(conn, _THREADS_BY_MESSAGE_IDS, {"b_box": mailbox_id, "b_ids": ids})
+    return {row["message_id_header"]: row["thread_id"] for row in found}
 
 
 def thread_by_subject(conn: Connection, mailbox_id: str, key: str, since: datetime) -> str | None:
@@ -82,7 +83,7 @@ def thread_by_subject(conn: Connection, mailbox_id: str, key: str, since: dateti
 
 def touch_thread(conn: Connection, thread: dict[str, Any], at: datetime) -> None:
     """Create the thread or count one more message in it."""
-    if conn.execute(_BUMP_THREAD, {"b_id": thread["id"], "b_at": at}).rowcount == 0:
+    if lean_select.update(conn, _BUMP_THREAD, {"b_id": thread["id"], "b_at": at}) == 0:
         conn.execute(_ADD_THREAD, {**thread, "message_count": 1, "last_message_at": at, "created_at": at})
 
 
