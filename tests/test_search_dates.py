@@ -17,13 +17,14 @@ import pytest
 from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from litemx.core.ids import new_id
 from litemx.storage import messages_repo
 from litemx.storage.db import Database, alembic_config
 from litemx.storage.schema import mailboxes, messages, threads
 from tests.support.api import Api
+from tests.support.plans import plans
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 SUPPORT = "support@acme.example"
@@ -170,21 +171,7 @@ def test_sqlite_date_plan_reads_the_date_index(api, services, backend):
 
 def _plans(services, run) -> list[str]:
     """EXPLAIN QUERY PLAN of every date-plan statement `run` executes."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        if "messages.late" in statement and statement.lstrip().startswith("SELECT"):
-            seen.append((statement, parameters))
-
-    engine = services.infra.db.engine
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        run()
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        return [" | ".join(str(r[-1]) for r in raw.execute("EXPLAIN QUERY PLAN " + sql, params)) for sql, params in seen]
+    return plans(services, run, lambda sql: "messages.late" in sql and sql.lstrip().startswith("SELECT"))
 
 
 def test_migration_0010_marks_existing_rows(tmp_path):

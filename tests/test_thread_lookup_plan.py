@@ -5,33 +5,22 @@ thread of the mailbox active in the window, in the storing transaction every wor
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import pytest
-from sqlalchemy import event
 
 from litemx.storage import messages_repo
+from tests.support.plans import plans
 
 
 def test_the_subject_lookup_walks_one_subjects_threads_not_the_mailboxs(services):
     if services.infra.db.dialect != "sqlite":
         pytest.skip("a SQLite planner choice; PostgreSQL has the same index")
-    seen: list[tuple[str, Any]] = []
+    since = datetime.now(UTC) - timedelta(days=30)
 
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        seen.append((statement, parameters))
-
-    engine = services.infra.db.engine
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    def lookup() -> None:
         with services.infra.db.read() as conn:
-            messages_repo.thread_by_subject(conn, "mbx_x", "invoice 7", datetime.now(UTC) - timedelta(days=30))
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    [(sql, params)] = [(sql, params) for sql, params in seen if "FROM threads" in sql]
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        plan = " | ".join(str(row[-1]) for row in raw.execute("EXPLAIN QUERY PLAN " + sql, params))
+            messages_repo.thread_by_subject(conn, "mbx_x", "invoice 7", since)
+
+    [plan] = plans(services, lookup, lambda sql: "FROM threads" in sql)
     assert "ix_threads_mailbox_id_subject_key_last_message_at (mailbox_id=? AND subject_key=? AND last_message_at>?)" \
         in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # the order comes from the index

@@ -175,7 +175,8 @@ inbound_queue = Table(
     # for this row's (group) commit alone. NULL once processed, or when accepted into the blob
     # store directly (large messages).
     Column("raw", LargeBinary, nullable=True),
-    Index(None, "status", "next_attempt_at"),
+    # The lease: pending rows in id order, due or not read in the index (migration 0012).
+    Index(None, "status", "id", "next_attempt_at"),
 )
 
 # One row (id 1): bumped by database triggers on every directory change that can change a
