@@ -99,7 +99,9 @@ def _bound_by_sqlalchemy(conn: Any, stmt: Any, params: dict[str, Any]) -> tuple[
 
     event.listen(conn, "before_cursor_execute", capture)
     try:
-        conn.execute(stmt, params).all()
+        result = conn.execute(stmt, params)
+        if result.returns_rows:
+            result.all()
     finally:
         event.remove(conn, "before_cursor_execute", capture)
     return seen[-1]
@@ -144,13 +146,36 @@ def test_the_inbound_workers_statements_match_sqlalchemys(services, mail):
         ids = {"b_box": row.mailbox_id, "b_ids": [row.message_id_header, "<nowhere@x>"]}
         lean, reference = _both(conn, messages_repo._THREADS_BY_MESSAGE_IDS, ids)
         assert lean == reference == [{"message_id_header": row.message_id_header, "thread_id": row.thread_id}]
-    at = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    at, older = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), datetime(2020, 1, 1, tzinfo=UTC)
     for run in (lean_select.update, lambda conn, stmt, params: conn.execute(stmt, params).rowcount):
         with services.infra.db.write() as conn:
+            count = conn.execute(select(threads.c.message_count).where(threads.c.id == row.thread_id)).scalar_one()
             bumped = run(conn, messages_repo._BUMP_THREAD, {"b_id": row.thread_id, "b_at": at})
+            kept = run(conn, messages_repo._BUMP_THREAD, {"b_id": row.thread_id, "b_at": older})  # the CASE's ELSE
             missing = run(conn, messages_repo._BUMP_THREAD, {"b_id": "thr_none", "b_at": at})
             after = conn.execute(select(threads.c.message_count, threads.c.last_message_at)
                                  .where(threads.c.id == row.thread_id)).one()
             conn.rollback()
-        assert (bumped, missing) == (1, 0)
-        assert after.last_message_at == at and after.message_count >= 2
+        assert (bumped, kept, missing) == (1, 1, 0)
+        assert (after.message_count, after.last_message_at) == (count + 2, at)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_inbound_workers_statements_bind_what_sqlalchemy_binds(services, mail):
+    """The same SQL and values reach SQLite (a datetime in another text format would still store,
+    and then compare wrongly against every other row's)."""
+    at = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    cases = [(messages_repo._NEWEST_IN_ORDER, {"b_account": mail}),
+             (messages_repo._THREADS_BY_MESSAGE_IDS, {"b_box": "mbx_x", "b_ids": ["<a@x>", "<b@x>"]}),
+             (messages_repo._BUMP_THREAD, {"b_id": "thr_none", "b_at": at})]
+    with services.infra.db.write() as conn:
+        for stmt, params in cases:
+            assert lean_select._compile(stmt, conn.dialect).bind(params) == _bound_by_sqlalchemy(conn, stmt, params)
+        conn.rollback()
+
+
+def test_an_update_refuses_parameters_that_name_no_placeholder(services):
+    """SQLAlchemy would make an unknown key one more SET column; the lean path would drop it."""
+    with services.infra.db.write() as conn, pytest.raises(KeyError, match="subject"):
+        lean_select.update(conn, messages_repo._BUMP_THREAD, {"b_id": "thr_none", "b_at": datetime.now(UTC),
+                                                              "subject": "x"})

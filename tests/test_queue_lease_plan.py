@@ -1,7 +1,7 @@
-"""The inbound lease (inbound_repo.lease_due) walks the pending rows in id order and stops after
-its batch (migration 0012): on (status, next_attempt_at) SQLite sorted every due row of the
-backlog to keep the oldest few, 20 ms per lease at 100,000 queued messages, in the storing
-transaction every worker waits for."""
+"""The inbound lease (inbound_repo.lease_due) reads the due rows in the order of the
+(status, next_attempt_at) index and stops after its batch. Ordered by id, SQLite sorted every due
+row of the backlog to keep the oldest few: 20 ms per lease at 100,000 queued messages, in the
+storing transaction every worker waits for."""
 
 from __future__ import annotations
 
@@ -29,18 +29,19 @@ def test_the_lease_reads_the_pending_range_in_id_order_without_sorting(services)
             inbound_repo.lease_due(conn, datetime.now(UTC), timedelta(minutes=5), 50)
 
     [plan] = plans(services, lease, lambda sql: sql.startswith("SELECT") and "inbound_queue" in sql)
-    assert "ix_inbound_queue_status_id_next_attempt_at (status=?)" in plan, plan
-    assert "TEMP B-TREE" not in plan, plan  # the order comes from the index
+    assert "ix_inbound_queue_status_next_attempt_at (status=? AND next_attempt_at<?)" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan  # the order comes from the index: no sort of the backlog
 
 
-def test_the_lease_takes_the_oldest_due_rows_and_skips_leased_and_later_ones(services):
+def test_the_lease_takes_the_earliest_due_rows_and_skips_leased_and_backed_off_ones(services):
     now = datetime.now(UTC)
     with services.infra.db.write() as conn:
         ids = inbound_repo.enqueue(conn, [_row(n, now - timedelta(seconds=10 - n)) for n in range(6)])
     with services.infra.db.write() as conn:
         inbound_repo.retry_later(conn, ids[1], now + timedelta(minutes=1), "later")
+        inbound_repo.retry_later(conn, ids[4], now - timedelta(seconds=30), "due again before the others")
         first = [row["id"] for row in inbound_repo.lease_due(conn, now, timedelta(minutes=5), 2)]
     with services.infra.db.write() as conn:
         second = [row["id"] for row in inbound_repo.lease_due(conn, now, timedelta(minutes=5), 10)]
-    assert first == [ids[0], ids[2]]
-    assert second == [ids[3], ids[4], ids[5]]  # ids[1] backs off; the first lease's rows are held
+    assert first == [ids[4], ids[0]]  # due first, then arrival order
+    assert second == [ids[2], ids[3], ids[5]]  # ids[1] backs off; the first lease's rows are held

@@ -10,8 +10,9 @@ from sqlalchemy import event
 
 
 def plans(services: Any, run: Callable[[], object], wanted: Callable[[str], bool]) -> list[str]:
-    """The plan of every statement `run` executes for which `wanted(sql)` holds, in order: each
-    plan's rows' details joined by ' | '."""
+    """The plan of every statement `run` executes through SQLAlchemy's `Connection.execute` for
+    which `wanted(sql)` holds, in order: each plan's rows' details joined by ' | '. Statements
+    that storage/lean_select.py or lean_insert.py run on the DBAPI cursor are not seen."""
     seen: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:

@@ -55,9 +55,13 @@ def scalar(conn: Connection, stmt: Select[Any], params: Mapping[str, Any]) -> An
 def update(conn: Connection, stmt: Update, params: Mapping[str, Any]) -> int:
     """Run an UPDATE (no RETURNING); returns how many rows it matched. The inbound worker bumps
     a thread once per stored message, inside the writer lock every worker waits for."""
+    compiled = _compile(stmt, conn.dialect)
+    unknown = set(params) - compiled.fixed.keys()
+    if unknown:  # SQLAlchemy would SET such a key's column; refused on both backends alike
+        raise KeyError(f"lean_select.update: {sorted(unknown)} name no parameter of the statement")
     if conn.dialect.name != "sqlite":
         return int(conn.execute(stmt, dict(params)).rowcount)
-    sql, values = _compile(stmt, conn.dialect).bind(params)
+    sql, values = compiled.bind(params)
     return int(on_cursor(conn, sql, values, lambda cursor: cursor.execute(sql, values).rowcount))
 
 

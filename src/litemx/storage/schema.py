@@ -175,8 +175,8 @@ inbound_queue = Table(
     # for this row's (group) commit alone. NULL once processed, or when accepted into the blob
     # store directly (large messages).
     Column("raw", LargeBinary, nullable=True),
-    # The lease: pending rows in id order, due or not read in the index (migration 0012).
-    Index(None, "status", "id", "next_attempt_at"),
+    # The lease reads the due rows in due order straight off it (inbound_repo.lease_due).
+    Index(None, "status", "next_attempt_at"),
 )
 
 # One row (id 1): bumped by database triggers on every directory change that can change a
