@@ -9,6 +9,7 @@ whichever transaction runs first, the new row ends up pointing at bytes that exi
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
 from datetime import UTC, datetime, timedelta
@@ -16,13 +17,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event
 
+from litemx.errors import Unavailable
 from litemx.service import blob_refs
 from litemx.service import inbound as inbound_module
 from litemx.service.retention import ORPHAN_GRACE
 from litemx.storage import retention_repo, sending_repo
 from litemx.storage.blobs import content_key
 from tests.support.inbox import Mail
-from tests.support.retention_helpers import SUPPORT, T0, attachment_rows, blob_keys, days, host, ingest
+from tests.support.retention_helpers import SUPPORT, T0, attachment_rows, blob_keys, days, host, ingest, row
 from tests.support.sending import MAILBOX as SENDING_BOX
 from tests.support.sending import hosted
 
@@ -295,3 +297,44 @@ def test_the_file_walk_skips_what_another_run_deletes_meanwhile(services):
     for key in set(keys) - {first}:
         store.delete(key)
     assert list(walk) == []
+
+
+def _undeletable(services, key: str) -> str:
+    """A directory where the blob's file was: unlink fails on it (IsADirectoryError), root or not."""
+    path = services.infra.blobs._file(key)
+    os.unlink(path)
+    os.mkdir(path)
+    return path
+
+
+def test_a_blob_that_cannot_be_deleted_stays_and_the_others_go(services, acme, clock, caplog):
+    """Retention removed the rows: a blob the store fails to delete is logged and stays (space,
+    not data), the others go, and the batch commits (rolling back would restore rows pointing at
+    blobs already deleted)."""
+    old = _old_message_with_the_pdf(services, clock)
+    raw_key = (blob_keys(services, old) - {KEY}).pop()
+    path = _undeletable(services, raw_key)
+    clock.current = LATER
+    with caplog.at_level(logging.WARNING, logger="litemx.blobs"):
+        counts = services.retention.run_all()["accounts"][acme.principal.account_id]
+    assert counts["messages_cleaned"] == 1 and counts["blobs_deleted"] == 1
+    assert not services.infra.blobs.exists(KEY) and os.path.isdir(path)
+    assert row(services, old)["raw_key"] is None
+    assert "could not delete 1 of 2 blob(s)" in caplog.text and raw_key in caplog.text
+
+
+def test_when_no_blob_can_be_deleted_the_batch_changes_nothing(services, acme, clock):
+    """Every delete failed, so nothing is gone yet: the run fails (Unavailable) and rolls back,
+    and the next run, once the store works again, does the job."""
+    old = _old_message_with_the_pdf(services, clock)
+    keys = blob_keys(services, old)
+    paths = [_undeletable(services, key) for key in keys]
+    clock.current = LATER
+    with pytest.raises(Unavailable):
+        services.retention.run_all()
+    assert row(services, old)["raw_key"] in keys and blob_keys(services, old) == keys
+    for path in paths:
+        os.rmdir(path)
+    counts = services.retention.run_all()["accounts"][acme.principal.account_id]
+    assert counts["messages_cleaned"] == 1 and counts["blobs_deleted"] == 0  # their files were already gone
+    assert blob_keys(services, old) == set()

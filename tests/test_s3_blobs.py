@@ -15,6 +15,7 @@ from botocore.config import Config
 from litemx.app import build_blob_store, build_services
 from litemx.errors import InvalidRequest, Unavailable
 from litemx.storage import messages_repo
+from litemx.storage import s3 as s3_module
 from litemx.storage.s3 import S3BlobStore, parse_s3_url
 from tests.support.inbox import Mail
 from tests.support.live import free_port
@@ -57,6 +58,26 @@ def test_the_s3_store_keeps_the_content_addressed_contract(s3, s3_endpoint):
         store.get(key)
     with pytest.raises(KeyError):
         store.get("../../etc/passwd")
+
+
+def test_the_s3_store_deletes_many_blobs_per_request(s3, s3_endpoint, monkeypatch):
+    """DeleteObjects, DELETE_BATCH keys a request (1,000 on S3; 2 here), and no HEAD: a key
+    already absent counts as removed (S3 does not tell the two apart); a malformed key is skipped."""
+    monkeypatch.setattr(s3_module, "DELETE_BATCH", 2)
+    store = S3BlobStore.from_url(f"s3://{BUCKET}/mail/blobs", s3_endpoint)
+    keys = [store.put(f"blob {i}".encode()) for i in range(5)]
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    assert store.delete_many(keys + ["0" * 64, "../not-a-key"]) == (6, {})
+    assert _objects(s3) == set() and calls == ["DeleteObjects"] * 3
+
+
+def test_the_s3_store_reports_a_dead_endpoint_before_deleting_anything(s3):
+    nobody = f"http://127.0.0.1:{free_port()}"  # a closed loopback port
+    dead = S3BlobStore(BUCKET, "", client=boto3.client("s3", endpoint_url=nobody,
+                                                       config=Config(retries={"max_attempts": 1}, connect_timeout=1)))
+    with pytest.raises(Unavailable):
+        dead.delete_many(["a" * 64])
 
 
 def test_the_s3_store_lists_the_keys_written_before_a_moment(s3, s3_endpoint):

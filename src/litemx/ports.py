@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -31,6 +31,12 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> bool:
         """Remove the blob; True when something was removed."""
+        ...
+
+    def delete_many(self, keys: Sequence[str]) -> tuple[int, dict[str, str]]:
+        """Remove the blobs, carrying on past a blob that fails: (how many were removed, the
+        reason for each key that could not be). Raises: Unavailable when the store could not be
+        asked at all before anything was removed."""
         ...
 
     def exists(self, key: str) -> bool: ...

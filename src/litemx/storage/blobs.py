@@ -172,6 +172,17 @@ class FileBlobStore:
             return False
         return True
 
+    def delete_many(self, keys: Sequence[str]) -> tuple[int, dict[str, str]]:
+        """One unlink each (a local unlink is cheap); a file that cannot be removed is reported
+        and the rest still go."""
+        gone, failed = 0, {}
+        for key in keys:
+            try:
+                gone += self.delete(key)
+            except OSError as exc:
+                failed[key] = f"{type(exc).__name__}: {exc.strerror or exc}"
+        return gone, failed
+
     def exists(self, key: str) -> bool:
         try:
             return os.path.exists(self._file(key))

@@ -15,7 +15,7 @@ role); `LITEMX_S3_ENDPOINT` points it at MinIO, moto, Ceph, R2 or similar.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from litemx.errors import InvalidRequest, Unavailable
 from litemx.storage.blobs import content_key, is_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+DELETE_BATCH = 1000  # keys per DeleteObjects request: S3's own limit
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -113,6 +114,35 @@ class S3BlobStore:
         with _translated():
             self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
         return True
+
+    def delete_many(self, keys: Sequence[str]) -> tuple[int, dict[str, str]]:
+        """DeleteObjects, up to DELETE_BATCH keys a request, in quiet mode (the answer lists only
+        the keys that failed): one request per thousand blobs instead of a HEAD and a DELETE
+        each. S3 reports a key that was already absent as deleted, so it counts as removed.
+        A request that fails after earlier ones succeeded ends the run: its keys and the rest
+        are reported as failed, since a store that refuses one request is likely to refuse the
+        next (each already retried by botocore).
+
+        Raises: Unavailable when the first request fails (nothing was removed).
+        """
+        gone, failed = 0, {}
+        valid = [key for key in keys if is_key(key)]
+        for start in range(0, len(valid), DELETE_BATCH):
+            chunk = valid[start:start + DELETE_BATCH]
+            try:
+                with _translated():
+                    answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                        "Objects": [{"Key": self.object_key(key)} for key in chunk], "Quiet": True})
+            except Unavailable as exc:
+                if start == 0:
+                    raise
+                failed.update(dict.fromkeys(valid[start:], str(exc)))
+                break
+            errors = {item["Key"].rpartition("/")[2]: str(item.get("Code") or "error")
+                      for item in answer.get("Errors", [])}
+            failed.update(errors)
+            gone += len(chunk) - len(errors)
+        return gone, failed
 
 
 class _translated:
