@@ -280,6 +280,26 @@ def test_the_scheduled_run_sweeps_blobs_nothing_references_once_past_the_grace(s
     assert len(referenced) == 2 and all(services.infra.blobs.exists(k) for k in referenced)
 
 
+def test_the_scheduled_run_removes_temp_files_a_crash_left(services, acme):
+    """A crash between a blob's write and its rename leaves `.tmp-*` in a fan-out directory:
+    the day's sweep removes those older than ORPHAN_GRACE, and never a write in progress (a
+    young temp file) or a blob."""
+    store = services.infra.blobs
+    key = store.put(b"a blob beside the temp files")
+    directory = os.path.dirname(store._file(key))
+    stale, young = (os.path.join(directory, f".tmp-{name}") for name in ("crashed", "writing"))
+    for path in (stale, young):
+        with open(path, "wb") as f:
+            f.write(b"half a blob")
+    now = next(t for t in (datetime.now(UTC) + days(d) for d in range(16))
+               if f"{t.toordinal() % 16:x}" == key[0])  # the day whose sixteenth holds the directory
+    for path, age in ((stale, ORPHAN_GRACE * 2), (young, ORPHAN_GRACE / 2), (store._file(key), ORPHAN_GRACE / 2)):
+        os.utime(path, ((now - age).timestamp(),) * 2)
+    services.infra.clock.current = now
+    assert services.retention.run_all()["instance"]["temp_files_removed"] == 1
+    assert not os.path.exists(stale) and os.path.exists(young) and store.get(key)
+
+
 def _age(services, key: str, by: timedelta) -> None:
     old = (datetime.now(UTC) - by).timestamp()
     os.utime(services.infra.blobs._file(key), (old, old))

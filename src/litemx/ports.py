@@ -47,6 +47,11 @@ class BlobStore(Protocol):
         Unavailable when the store fails."""
         ...
 
+    def remove_temp_files_before(self, moment: datetime, shard: str = "") -> int:
+        """Remove what half-finished writes (a crash before the rename) left, if this store can
+        leave any, last written before `moment` under `shard`; how many went."""
+        ...
+
 
 class Resolver(Protocol):
     """The one DNS resolver every lookup goes through (LITEMX_DNS_SERVERS)."""

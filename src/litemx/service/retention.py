@@ -196,25 +196,28 @@ class RetentionService(ServiceBase):
             beat()
             if len(rows) < BATCH:
                 break
-        result["orphans_deleted"] = self._sweep_orphans(beat)
+        result.update(self._sweep_orphans(beat))
         return result
 
-    def _sweep_orphans(self, beat: Heartbeat) -> int:
+    def _sweep_orphans(self, beat: Heartbeat) -> dict[str, int]:
         """Blobs no row references, last written more than ORPHAN_GRACE ago: left by a writer that
         rolled back, a key a run could not claim in time, a delete that failed (blob_refs). Through
         delete_unreferenced, so a writer about to reference one keeps it; the grace (on the real
         clock, never a run's `as_of`) is a second guard. One sixteenth of the store per day (keys
         starting with one hex digit, by the day's number): every blob is looked at every 16 days
-        without statting the whole store daily."""
+        without statting the whole store daily. The same walk removes the temp files a crash
+        between a blob's write and its rename left in that sixteenth (`temp_files_removed`)."""
         now = self.clock.now()
+        before, shard = now - ORPHAN_GRACE, f"{now.toordinal() % 16:x}"
         blobs, total, chunk = self.infra.blobs, 0, []
-        for key in blobs.keys_written_before(now - ORPHAN_GRACE, shard=f"{now.toordinal() % 16:x}"):
+        for key in blobs.keys_written_before(before, shard=shard):
             chunk.append(key)
             if len(chunk) == BATCH:
                 total += self._delete_orphans(chunk)
                 chunk = []
                 beat()
-        return total + (self._delete_orphans(chunk) if chunk else 0)
+        total += self._delete_orphans(chunk) if chunk else 0
+        return {"orphans_deleted": total, "temp_files_removed": blobs.remove_temp_files_before(before, shard=shard)}
 
     def _delete_orphans(self, keys: list[str]) -> int:
         # Most blobs are referenced: find the candidates without the writer lock, then delete

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+TEMP_PREFIX = ".tmp-"  # a blob being written; renamed to its key once fsynced
 SYNC_THREADS = 8  # fsyncs of one batch in flight at once (they wait on the disk, not the CPU)
 SYNC_GROUP = 64  # blobs written per step of put_many: bounds the files open at once
 T = TypeVar("T")
@@ -123,7 +124,7 @@ class FileBlobStore:
         staged: list[tuple[int, str, Path]] = []
         try:
             for path, data in blobs:
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
                 staged.append((fd, tmp, path))
                 _write_all(fd, data)
         except BaseException:
@@ -194,12 +195,32 @@ class FileBlobStore:
         before `moment`. Temp files, misplaced files and anything else are skipped, and so is
         a file another run deletes while this one walks."""
         limit = moment.timestamp()
+        for middle, placed, name in self._walk(shard):
+            if is_key(name) and name[:4] == placed and _mtime(os.path.join(middle, name)) < limit:
+                yield name
+
+    def remove_temp_files_before(self, moment: datetime, shard: str = "") -> int:
+        """Remove the temp files (`.tmp-*`, under the fan-out directories starting with
+        `shard`) last written before `moment`; how many went. A put removes its own temp files
+        when it fails, so these are what a crash between writing and renaming left behind:
+        pass a moment far older than any write takes."""
+        limit, removed = moment.timestamp(), 0
+        for middle, _, name in self._walk(shard):
+            path = os.path.join(middle, name)
+            if name.startswith(TEMP_PREFIX) and _mtime(path) < limit:
+                with contextlib.suppress(FileNotFoundError):  # another run got it first
+                    os.unlink(path)
+                    removed += 1
+        return removed
+
+    def _walk(self, shard: str) -> Iterator[tuple[str, str, str]]:
+        """(directory, its two fan-out names joined, a name in it) for every entry of the
+        second-level fan-out directories under those starting with `shard`."""
         for top in _subdirectories(self._root, shard):
             for middle in _subdirectories(top, ""):
                 placed = os.path.basename(top) + os.path.basename(middle)
                 for name in _listing(middle):
-                    if is_key(name) and name[:4] == placed and _mtime(os.path.join(middle, name)) < limit:
-                        yield name
+                    yield middle, placed, name
 
 
 def _touched(path: Path) -> bool:

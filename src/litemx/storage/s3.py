@@ -104,6 +104,10 @@ class S3BlobStore:
                     if item["LastModified"] < moment and is_key(key) and item["Key"] == self.object_key(key):
                         yield key
 
+    def remove_temp_files_before(self, moment: datetime, shard: str = "") -> int:
+        """Nothing to do: a PUT is atomic, so S3 never holds a half-written blob."""
+        return 0
+
     def delete(self, key: str) -> bool:
         """True when an object was removed (S3 DELETE itself never says, so HEAD first).
 
