@@ -149,26 +149,6 @@ def test_inbound_puts_back_a_blob_deleted_before_its_transaction(services, acme,
     assert services.infra.blobs.get(KEY) == PDF
 
 
-def test_the_storing_transaction_checks_its_blobs_only_after_a_deletion(services, acme, clock, monkeypatch):
-    """The check above costs one HEAD per blob on S3, inside the storing transaction: it runs
-    only when a deletion committed after the batch's blobs were put (the deletion epoch), and a
-    run that deletes nothing does not count as one."""
-    checked: list[str] = []
-    real = services.infra.blobs.exists
-    monkeypatch.setattr(services.infra.blobs, "exists", lambda key: checked.append(key) or real(key))
-    _old_message_with_the_pdf(services, clock)
-    assert checked == [KEY]  # the helper's own assertion: the storing transaction checked nothing
-    checked.clear()
-    _hook_put_many(monkeypatch, services, lambda: services.retention.run(acme, T0))  # nothing expired
-    ingest(services, clock, T0, Mail(subject="Q4", text="again", to=SUPPORT,
-                                     files=[("report.pdf", "application/pdf", PDF)]))
-    assert checked == []
-    _hook_put_many(monkeypatch, services, lambda: services.retention.run(acme, LATER))  # deletes the PDF
-    ingest(services, clock, LATER, Mail(subject="Q5", text="once more", to=SUPPORT,
-                                        files=[("report.pdf", "application/pdf", PDF)]))
-    assert KEY in checked and services.infra.blobs.get(KEY) == PDF
-
-
 def _file(name: str, data: bytes) -> dict[str, str]:
     return {"filename": name, "content_type": "application/octet-stream",
             "content_base64": base64.b64encode(data).decode("ascii")}

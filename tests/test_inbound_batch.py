@@ -235,8 +235,8 @@ def test_a_batch_nobody_waits_for_is_stored_in_one_transaction(api, services, mo
     stored_per_transaction: list[int] = []
     real = inbound_module.InboundService._store_in
 
-    def store_in(self: Any, conn: Any, batch: Any, next_pass: int, **flags: Any) -> Any:
-        rest, leased = real(self, conn, batch, next_pass, **flags)
+    def store_in(self: Any, conn: Any, batch: Any, next_pass: int, *, guarded: bool) -> Any:
+        rest, leased = real(self, conn, batch, next_pass, guarded=guarded)
         stored_per_transaction.append(len(batch) - len(rest))
         return rest, leased
 

@@ -15,15 +15,7 @@ The rule, in every transaction on either side:
   puts back any that went (`put_missing`);
 - a deleter claims the keys nobody references, checks references again for those it got, and
   deletes them, as the last thing its transaction does before it commits
-  (`delete_unreferenced`); it bumps the deletion epoch (one counter row) first, in the same
-  transaction.
-
-The epoch spares a writer that put its blobs before its transaction the check, one HEAD per
-blob on S3: it reads the epoch before putting (`deletion_mark`) and again inside its
-transaction once it holds the keys (`none_deleted_since`). Equal means no deletion committed in
-between, and none can delete the held keys later. On SQLite the transactions never overlap. On
-PostgreSQL, a deleter that claimed a key before the hold makes the hold wait for its commit,
-and under READ COMMITTED the writer's next statement sees the bumped epoch.
+  (`delete_unreferenced`).
 
 Either the deleter's transaction ends first (a writer holding afterwards finds the blob gone and
 puts it back), or the writer's does (the deleter's second check sees the committed row). On
@@ -52,7 +44,6 @@ from sqlalchemy import Connection
 from litemx.errors import Unavailable
 from litemx.ports import BlobStore
 from litemx.storage import retention_repo
-from litemx.storage.db import Database
 from litemx.storage.blobs import content_key, put_all
 
 log = logging.getLogger("litemx.blobs")
@@ -71,23 +62,6 @@ def put_held(conn: Connection, blobs: BlobStore, items: Sequence[bytes]) -> list
     durably; their keys in order. Raises: whatever the blob store raises."""
     hold(conn, [content_key(data) for data in items])
     return put_all(blobs, items)
-
-
-def deletion_mark(db: Database) -> int | None:
-    """For a writer about to put blobs before its transaction: read this first, then pass it
-    to `none_deleted_since` inside the transaction. None when it cannot be known."""
-    mark = retention_repo.peek_deletion_epoch(db)
-    if mark is None:
-        with db.read() as conn:
-            mark = retention_repo.deletion_epoch(conn)
-    return mark
-
-
-def none_deleted_since(conn: Connection, mark: int | None) -> bool:
-    """Inside the writer's transaction, after `hold`: True when no blob deletion has committed
-    since `mark` was read, so every blob put after reading it is still there; False means run
-    `put_missing`."""
-    return mark is not None and retention_repo.deletion_epoch(conn) == mark
 
 
 def put_missing(blobs: BlobStore, items: Mapping[str, bytes]) -> int:
@@ -112,9 +86,6 @@ def delete_unreferenced(conn: Connection, blobs: BlobStore, keys: Iterable[str])
     candidates = keys - retention_repo.referenced_keys(conn, keys)
     claimed = _claim(conn, candidates)
     doomed = claimed - retention_repo.referenced_keys(conn, claimed)
-    if not doomed:
-        return 0
-    retention_repo.bump_deletion_epoch(conn)  # before deleting: if it fails, nothing is gone
     return _delete(blobs, sorted(doomed))
 
 

@@ -209,8 +209,7 @@ class InboundService(ServiceBase):
         chunks = list(_chunks(rows, STORE_BATCH_BYTES))
         for n, chunk in enumerate(chunks, 1):
             next_pass = limit if lease_ahead and n == len(chunks) else 0
-            mark = blob_refs.deletion_mark(self.db)  # before its blobs are put: see _store_in
-            self._store_batch(self._write_blobs(self._prepare_all(chunk)), next_pass, mark)
+            self._store_batch(self._write_blobs(self._prepare_all(chunk)), next_pass)
         return len(rows)
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -277,40 +276,38 @@ class InboundService(ServiceBase):
             return f"{type(exc).__name__}: {exc}"
         return d
 
-    def _store_batch(self, batch: list[Prepared], next_pass: int, mark: int | None) -> None:
+    def _store_batch(self, batch: list[Prepared], next_pass: int = 0) -> None:
         """Store in as few transactions as keep the writer lock short for those who wait: each
         is a background writer (see storage/db.py WriterLock) that ends after STORE_HOLD_SECONDS
         once a foreground writer waits (_store_in), so SMTP accepts (whose `250` waits for a
         commit) never queue behind a batch of inserts on SQLite.
 
         The transaction that stores the last of the batch also leases up to `next_pass` rows
-        for the next pass (process_due's `lease_ahead`). `mark` is the blob deletion epoch read
-        before the batch's blobs were put (blob_refs.deletion_mark).
+        for the next pass (process_due's `lease_ahead`).
 
         Raises: what the database raises for a transaction as a whole (its rows stay leased
         and are re-driven when the lease ends, like after a crash).
         """
         rest = batch
         while rest:
-            rest, leased = self._store_some(rest, next_pass, mark)
+            rest, leased = self._store_some(rest, next_pass)
             self._ahead.put(leased)  # committed: they are this process's to process next
 
-    def _store_some(self, batch: list[Prepared], next_pass: int,
-                    mark: int | None) -> tuple[list[Prepared], list[dict[str, Any]]]:
+    def _store_some(self, batch: list[Prepared], next_pass: int) -> tuple[list[Prepared], list[dict[str, Any]]]:
         """One storing transaction; returns what is left for the next. Optimistic: without a
         savepoint per message (two more statements each). When a message fails, the whole
         transaction rolls back and runs again with one SAVEPOINT per message, so the failing
         one is rolled back and deferred alone while the others commit."""
         try:
             with self.db.write(background=True) as conn:
-                return self._store_in(conn, batch, next_pass, guarded=False, mark=mark)
+                return self._store_in(conn, batch, next_pass, guarded=False)
         except Exception:  # noqa: BLE001 - retried below, where each failure is logged and deferred
             log.warning("inbound store transaction failed; storing again message by message", exc_info=True)
         with self.db.write(background=True) as conn:
-            return self._store_in(conn, batch, next_pass, guarded=True, mark=mark)
+            return self._store_in(conn, batch, next_pass, guarded=True)
 
     def _store_in(self, conn: Connection, batch: list[Prepared], next_pass: int, *,
-                  guarded: bool, mark: int | None) -> tuple[list[Prepared], list[dict[str, Any]]]:
+                  guarded: bool) -> tuple[list[Prepared], list[dict[str, Any]]]:
         """Store from the head of `batch` until the transaction has stored STORE_MIN_MESSAGES
         and held the writer lock for STORE_HOLD_SECONDS while another writer waits (or for
         STORE_ALONE_SECONDS); returns the rest, and the rows leased for the next pass when
@@ -322,15 +319,13 @@ class InboundService(ServiceBase):
         # retention run deletes a shared attachment before these rows commit (service/blob_refs).
         # A generator: on SQLite nothing is held, and the keys are never even listed.
         blob_refs.hold(conn, (key for row, d in batch if isinstance(d, Delivery) for key in _blob_items(row, d)))
-        # Then check they are all still there only if a deletion committed since `mark` was read.
-        check_blobs = not blob_refs.none_deleted_since(conn, mark)
         unfinished = inbound_repo.unfinished(conn, [row["id"] for row, _ in batch])
         outcome, taken = _Outcome(), 0
         for row, prepared in batch:
             taken += 1
             done = unfinished.get(row["id"])
             if done is not None:  # otherwise another worker finished it meanwhile: its outcome stands
-                self._store_one(conn, row, prepared, done, outcome, guarded, check_blobs)
+                self._store_one(conn, row, prepared, done, outcome, guarded)
             if taken >= STORE_MIN_MESSAGES and self._should_commit(held_until, alone_until):
                 break
         outcome.write(conn, self.clock.now())
@@ -344,14 +339,13 @@ class InboundService(ServiceBase):
         return now > alone_until or (now > held_until and self.db.writer_contended())
 
     def _store_one(self, conn: Connection, row: dict[str, Any], prepared: Delivery | str, done: set[str],
-                   outcome: _Outcome, guarded: bool, check_blobs: bool) -> None:
+                   outcome: _Outcome, guarded: bool) -> None:
         if isinstance(prepared, str):
             self._defer(conn, row, prepared)
             return
         try:
             with conn.begin_nested() if guarded else contextlib.nullcontext():
-                if check_blobs:
-                    blob_refs.put_missing(self.infra.blobs, _blob_items(row, prepared))
+                blob_refs.put_missing(self.infra.blobs, _blob_items(row, prepared))
                 events = self._store(conn, row, prepared, done)
                 if guarded:  # its event and `done` inside its savepoint too: a failure there is its own
                     _Outcome(events, [row["id"]]).write(conn, self.clock.now())

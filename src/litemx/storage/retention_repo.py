@@ -22,14 +22,12 @@ from typing import Any
 from sqlalchemy import Column, Connection, Table, delete, func, or_, select, text, union, update
 
 from litemx.storage import messages_repo
-from litemx.storage.db import Database
 from litemx.storage.jobs_repo import claim_job, finish_job, renew_job  # noqa: F401 - the retention job's lease
 from litemx.storage.repo import many
 from litemx.storage.schema import (
     accounts,
     attachments,
     audit_events,
-    blob_deletions,
     draft_attachments,
     drafts,
     inbound_queue,
@@ -177,32 +175,6 @@ _CLAIM = text("SELECT b FROM unnest(CAST(:bs AS integer[])) AS b "
 def _bucket(key: str) -> int:
     """The lock bucket of a blob key (hex SHA-256, uniformly spread)."""
     return int(key[:8], 16) % BLOB_LOCK_BUCKETS
-
-
-# The blob deletion epoch (migration 0012): one row, bumped by every transaction that deletes blobs.
-_EPOCH = select(blob_deletions.c.epoch).where(blob_deletions.c.id == 1)
-# The same statement as plain SQL, for Database.peek (no SQLAlchemy connection on that path).
-_EPOCH_SQL = str(_EPOCH.compile(compile_kwargs={"literal_binds": True}))
-_BUMP_EPOCH = update(blob_deletions).where(blob_deletions.c.id == 1).values(epoch=blob_deletions.c.epoch + 1)
-
-
-def deletion_epoch(conn: Connection) -> int | None:
-    """The blob deletion epoch as this transaction sees it; None if the row is missing."""
-    value = conn.execute(_EPOCH).scalar_one_or_none()
-    return None if value is None else int(value)
-
-
-def peek_deletion_epoch(db: Database) -> int | None:
-    """deletion_epoch without a transaction (Database.peek, SQLite); None where there is no
-    such cheap path (PostgreSQL) or the row is missing."""
-    value = db.peek(_EPOCH_SQL)
-    return None if value is None else int(value)
-
-
-def bump_deletion_epoch(conn: Connection) -> None:
-    """A deleter, before it deletes: on PostgreSQL this also holds the row until it commits,
-    so deleters take turns here (writers only read it)."""
-    conn.execute(_BUMP_EPOCH)
 
 
 # --------------------------------------------------------------------------- metadata pruning

@@ -188,15 +188,6 @@ routing_version = Table(
     Column("version", BigInteger, nullable=False),
 )
 
-# One row (id 1): bumped by every transaction that deletes blobs (service/blob_refs.py), so a
-# writer that stored blobs before its transaction checks them only when one committed meanwhile.
-blob_deletions = Table(
-    "blob_deletions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("epoch", BigInteger, nullable=False),
-)
-
 threads = Table(
     "threads",
     metadata,
