@@ -268,16 +268,18 @@ def test_the_scheduled_run_removes_temp_files_a_crash_left(services, acme):
     key = store.put(b"a blob beside the temp files")
     directory = os.path.dirname(store._file(key))
     stale, young = (os.path.join(directory, f".tmp-{name}") for name in ("crashed", "writing"))
-    for path in (stale, young):
+    stray = os.path.join(directory, "not-a-temp-file")  # never the sweep's: only .tmp-* are
+    for path in (stale, young, stray):
         with open(path, "wb") as f:
             f.write(b"half a blob")
     now = next(t for t in (datetime.now(UTC) + days(d) for d in range(16))
                if f"{t.toordinal() % 16:x}" == key[0])  # the day whose sixteenth holds the directory
-    for path, age in ((stale, ORPHAN_GRACE * 2), (young, ORPHAN_GRACE / 2), (store._file(key), ORPHAN_GRACE / 2)):
+    for path, age in ((stale, ORPHAN_GRACE * 2), (stray, ORPHAN_GRACE * 2), (young, ORPHAN_GRACE / 2),
+                      (store._file(key), ORPHAN_GRACE / 2)):
         os.utime(path, ((now - age).timestamp(),) * 2)
     services.infra.clock.current = now
     assert services.retention.run_all()["instance"]["temp_files_removed"] == 1
-    assert not os.path.exists(stale) and os.path.exists(young) and store.get(key)
+    assert not os.path.exists(stale) and os.path.exists(young) and os.path.exists(stray) and store.get(key)
 
 
 def _age(services, key: str, by: timedelta) -> None:

@@ -35,8 +35,8 @@ class BlobStore(Protocol):
 
     def delete_many(self, keys: Sequence[str]) -> tuple[int, dict[str, str]]:
         """Remove the blobs, carrying on past a blob that fails: (how many were removed, the
-        reason for each key that could not be). Raises: Unavailable when the store could not be
-        asked at all before anything was removed."""
+        reason for each key that could not be). A failing store shows in the reasons; this
+        does not raise for it."""
         ...
 
     def exists(self, key: str) -> bool: ...

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,6 +25,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
+
+log = logging.getLogger("litemx.blobs")
 
 TEMP_PREFIX = ".tmp-"  # a blob being written; renamed to its key once fsynced
 SYNC_THREADS = 8  # fsyncs of one batch in flight at once (they wait on the disk, not the CPU)
@@ -207,10 +210,16 @@ class FileBlobStore:
         limit, removed = moment.timestamp(), 0
         for middle, _, name in self._walk(shard):
             path = os.path.join(middle, name)
-            if name.startswith(TEMP_PREFIX) and _mtime(path) < limit:
-                with contextlib.suppress(FileNotFoundError):  # another run got it first
-                    os.unlink(path)
-                    removed += 1
+            if not name.startswith(TEMP_PREFIX) or _mtime(path) >= limit:
+                continue
+            try:
+                os.unlink(path)
+            except FileNotFoundError:  # another run got it first
+                continue
+            except OSError as exc:  # not ours to remove (a directory, a read-only mount): leave it
+                log.warning("could not remove the stale temp file %s: %s", path, exc.strerror or exc)
+                continue
+            removed += 1
         return removed
 
     def _walk(self, shard: str) -> Iterator[tuple[str, str, str]]:

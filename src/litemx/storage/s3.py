@@ -15,6 +15,7 @@ role); `LITEMX_S3_ENDPOINT` points it at MinIO, moto, Ceph, R2 or similar.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from litemx.errors import InvalidRequest, Unavailable
 from litemx.storage.blobs import content_key, is_key
+
+log = logging.getLogger("litemx.blobs")
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 DELETE_BATCH = 1000  # keys per DeleteObjects request: S3's own limit
@@ -122,31 +125,48 @@ class S3BlobStore:
     def delete_many(self, keys: Sequence[str]) -> tuple[int, dict[str, str]]:
         """DeleteObjects, up to DELETE_BATCH keys a request, in quiet mode (the answer lists only
         the keys that failed): one request per thousand blobs instead of a HEAD and a DELETE
-        each. S3 reports a key that was already absent as deleted, so it counts as removed.
-        A request that fails after earlier ones succeeded ends the run: its keys and the rest
-        are reported as failed, since a store that refuses one request is likely to refuse the
-        next (each already retried by botocore).
+        each. S3 reports a key that was already absent as deleted, so here it counts as removed.
 
-        Raises: Unavailable when the first request fails (nothing was removed).
+        A DeleteObjects request that fails sends this call back to one key at a time (`delete`)
+        for its keys and the rest: some S3-compatible stores refuse DeleteObjects (its checksum
+        header), and a request whose answer was lost may have been carried out, which only
+        per-key requests can tell. Never raises: a store that fails leaves the keys not yet
+        removed in the failures.
         """
         gone, failed = 0, {}
         valid = [key for key in keys if is_key(key)]
         for start in range(0, len(valid), DELETE_BATCH):
             chunk = valid[start:start + DELETE_BATCH]
             try:
-                with _translated():
-                    answer = self.client.delete_objects(Bucket=self.bucket, Delete={
-                        "Objects": [{"Key": self.object_key(key)} for key in chunk], "Quiet": True})
-            except Unavailable as exc:
-                if start == 0:
-                    raise
-                failed.update(dict.fromkeys(valid[start:], str(exc)))
-                break
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": self.object_key(key)} for key in chunk], "Quiet": True})
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("DeleteObjects failed (%s); deleting %d blob(s) one at a time",
+                            _failure(exc), len(valid) - start)
+                more, failures = self._delete_one_by_one(valid[start:])
+                return gone + more, {**failed, **failures}
             errors = {item["Key"].rpartition("/")[2]: str(item.get("Code") or "error")
                       for item in answer.get("Errors", [])}
             failed.update(errors)
             gone += len(chunk) - len(errors)
         return gone, failed
+
+    def _delete_one_by_one(self, keys: list[str]) -> tuple[int, dict[str, str]]:
+        """`delete` each (a HEAD, then a DELETE when there); the first failure leaves the rest."""
+        gone = 0
+        for i, key in enumerate(keys):
+            try:
+                gone += self.delete(key)
+            except Unavailable as exc:
+                return gone, dict.fromkeys(keys[i:], str(exc))
+        return gone, {}
+
+
+def _failure(exc: BaseException) -> str:
+    """A botocore failure in a few words (its error code, or its type), never a credential."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "error")
+    return type(exc).__name__
 
 
 class _translated:
