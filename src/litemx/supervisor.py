@@ -1,10 +1,11 @@
 """`litemx serve` on several processes: one Python process is CPU-bound long before the machine is.
 
-The supervisor (this process) migrates the database, binds the HTTP and SMTP ports once, and
-forks (pre-fork, like Postfix's master or gunicorn):
+The supervisor (this process) migrates the database, binds the HTTP and SMTP ports, and forks
+(pre-fork, like Postfix's master or gunicorn):
 
-- `processes` front processes. Each serves HTTP (uvicorn) and SMTP (the MX) on the shared
-  listening sockets; the kernel hands each new connection to one of them.
+- `processes` front processes. Each serves HTTP (uvicorn) and SMTP (the MX) on listening
+  sockets of its own, all bound to the same two ports (SO_REUSEPORT); the kernel hands each new
+  connection to one of them (_listeners).
 - `worker_processes` background processes, at a lower CPU priority so that accepting mail and
   answering requests come first while processing catches up. Each drains the inbound queue
   (leases keep them apart); the first also runs outbound delivery, the DNS re-check and
@@ -109,8 +110,8 @@ class Shared:
     """What the supervisor makes once and every child inherits."""
 
     settings: Settings
-    http: socket.socket
-    smtp: socket.socket
+    http: list[socket.socket]  # one listening socket per front process, all on one port: _listeners
+    smtp: list[socket.socket]
     inbound: Nudge = field(default_factory=Nudge)
     outbound: Nudge = field(default_factory=Nudge)
 
@@ -128,7 +129,11 @@ def supervise(settings: Settings, plan: ProcessPlan) -> None:
     finally:
         services.close()
     tls_context(settings)
-    shared = Shared(settings, _listen(bind_http(settings)), _listen(socket.create_server(settings.smtp_host_port)))
+    http = _listeners(lambda address: bind_http(settings, address, reuse_port=True), settings.http_host_port,
+                      plan.fronts)
+    smtp = _listeners(lambda address: socket.create_server(address, reuse_port=True), settings.smtp_host_port,
+                      plan.fronts)
+    shared = Shared(settings, http, smtp)
     supervisor = Supervisor(shared, [("front", i) for i in range(plan.fronts)] +
                             [("worker", i) for i in range(plan.workers)])
     log_listening(settings, f", {plan.fronts} front + {plan.workers} worker processes")
@@ -156,9 +161,20 @@ def _import_at_stop(settings: Settings) -> None:
         db.dispose()
 
 
-def _listen(sock: socket.socket) -> socket.socket:
-    sock.listen(LISTEN_BACKLOG)
-    return sock
+def _listeners(bind: Callable[[tuple[str, int]], socket.socket], address: tuple[str, int],
+               count: int) -> list[socket.socket]:
+    """One listening socket per front process, all on `address`'s port (SO_REUSEPORT): the
+    kernel spreads new connections over them by a hash of each connection's addresses. With
+    one shared socket, the front that woke first took every pending connection (asyncio's
+    accept loop takes up to its backlog at once), and 16 keep-alive clients often all landed
+    on one of two fronts (bench/PROFILE.md, session 8). The supervisor keeps every socket open,
+    so connections hashed to a front that is being restarted wait in its queue for it."""
+    first = bind(address)
+    port = first.getsockname()[1]  # the port the first one got, when the settings ask for port 0
+    sockets = [first, *(bind((address[0], port)) for _ in range(count - 1))]
+    for sock in sockets:
+        sock.listen(LISTEN_BACKLOG)
+    return sockets
 
 
 class Supervisor:
@@ -252,7 +268,7 @@ def _child(role: tuple[str, int], shared: Shared, parent: int) -> None:
             os.nice(WORKER_NICE)
             asyncio.run(_run_worker(shared, role[1]))
         else:
-            asyncio.run(_run_front(shared))
+            asyncio.run(_run_front(shared, role[1]))
         code = 0
     except BaseException:  # noqa: BLE001 - top-level handler of a child process: log, exit non-zero
         log.exception("%s process %d failed", *role)
@@ -271,7 +287,7 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-async def _run_front(shared: Shared) -> None:
+async def _run_front(shared: Shared, index: int) -> None:
     services = build_services(shared.settings, migrate=False)
     try:
         services.inbound.on_accept = shared.inbound.poke
@@ -279,7 +295,7 @@ async def _run_front(shared: Shared) -> None:
         directory = spool_directory(services.infra.db)
         spool = services.inbound.spool = SpoolWriter(directory) if directory is not None else None
         stop = stop_event((signal.SIGTERM,))
-        front = await Front.start(shared.settings, services, shared.http, shared.smtp)
+        front = await Front.start(shared.settings, services, shared.http[index], shared.smtp[index])
         await front.run_until(stop)
         await front.stop_mx()
         if spool is not None:
