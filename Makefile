@@ -34,5 +34,6 @@ clean:
 
 # Benchmarks (bench/README.md): prints figures and rewrites bench/RESULTS.md; never part of `make test`.
 .PHONY: bench
+# The same script as `make test` installs the peers' Debian tools (postfix, notmuch, wrk) first.
 bench: install-dev
-	BENCH_PYTHON=$(PY) bench/run
+	LITEMX_BENCH_TOOLS=1 scripts/with-test-services.sh env BENCH_PYTHON=$(PY) bench/run

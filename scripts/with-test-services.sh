@@ -11,8 +11,9 @@
 #      database "test"), stopped and deleted when this script exits, whatever the reason.
 #      Debian's postgresql is installed first when initdb is missing.
 # Debian tools: smtp-source/smtp-sink (postfix, installed without a running mail system),
-#   swaks, Perl's Mail::DKIM (libmail-dkim-perl). Missing ones are installed in one apt-get
-#   call; LITEMX_SKIP_APT=1 only reports them.
+#   swaks, Perl's Mail::DKIM (libmail-dkim-perl); with LITEMX_BENCH_TOOLS=1 (`make bench`) also
+#   notmuch, its Python bindings (python3-notmuch2) and wrk. Missing ones are installed in one
+#   apt-get call; LITEMX_SKIP_APT=1 only reports them.
 # Exit status: CMD's (or non-zero, with a message, when the services cannot be set up).
 set -euo pipefail
 
@@ -103,6 +104,11 @@ fi
 { have_tool smtp-source && have_tool smtp-sink; } || missing+=(postfix)
 have_tool swaks || missing+=(swaks)
 perl -MMail::DKIM::Verifier -e1 2>/dev/null || missing+=(libmail-dkim-perl)
+if [[ ${LITEMX_BENCH_TOOLS:-} == 1 ]]; then  # `make bench`: the peers bench/ measures LiteMX against
+    have_tool notmuch || missing+=(notmuch)
+    /usr/bin/python3 -c 'import notmuch2' 2>/dev/null || missing+=(python3-notmuch2)
+    have_tool wrk || missing+=(wrk)
+fi
 
 port25_taken() { (exec 3<>/dev/tcp/127.0.0.1/25) 2>/dev/null; }
 
