@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionClosedError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from litemx.app import build_blob_store, build_services
 from litemx.errors import InvalidRequest, Unavailable
@@ -73,12 +73,12 @@ def test_the_s3_store_deletes_many_blobs_per_request(s3, s3_endpoint, monkeypatc
     assert _objects(s3) == set() and calls == ["DeleteObjects"] * 3
 
 
-def test_a_dead_endpoint_deletes_nothing_and_says_so(s3):
+def test_a_dead_endpoint_deletes_nothing_and_raises(s3):
     nobody = f"http://127.0.0.1:{free_port()}"  # a closed loopback port
     dead = S3BlobStore(BUCKET, "", client=boto3.client("s3", endpoint_url=nobody,
                                                        config=Config(retries={"max_attempts": 1}, connect_timeout=1)))
-    gone, failed = dead.delete_many(["a" * 64, "b" * 64])
-    assert gone == 0 and set(failed) == {"a" * 64, "b" * 64}  # blob_refs then rolls the batch back
+    with pytest.raises(Unavailable):  # nothing reached the store: certain nothing went, so blob_refs may roll back
+        dead.delete_many(["a" * 64, "b" * 64])
 
 
 def _refuse_delete_objects(**_: object) -> None:
@@ -105,6 +105,22 @@ def test_a_failed_delete_objects_goes_one_key_at_a_time(s3, s3_endpoint, failure
     assert failed == {} and _objects(s3) == set()
     assert calls[0] == "DeleteObjects" and calls.count("HeadObject") == 3
     assert gone == (3 if event == "before-call" else 0)  # a lost answer's deletes were not ours to count
+
+
+def test_a_lost_answer_then_a_dead_store_is_never_reported_as_nothing_deleted(s3, s3_endpoint):
+    """DeleteObjects was carried out but its answer lost, and the store then stops answering:
+    what went cannot be known, so this reports the keys failed rather than raise (a raise would
+    roll back rows whose blobs are gone; the orphan sweep takes any that stayed)."""
+    store = S3BlobStore.from_url(f"s3://{BUCKET}/mail/blobs", s3_endpoint)
+    keys = [store.put(f"blob {i}".encode()) for i in range(3)]
+    store.client.meta.events.register("after-call.s3.DeleteObjects", _lose_the_answer)
+
+    def down(**_: object) -> None:
+        raise EndpointConnectionError(endpoint_url=s3_endpoint)
+
+    store.client.meta.events.register("before-call.s3.HeadObject", down)
+    gone, failed = store.delete_many(keys)
+    assert gone == 0 and set(failed) == set(keys) and _objects(s3) == set()
 
 
 def test_the_s3_store_lists_the_keys_written_before_a_moment(s3, s3_endpoint):

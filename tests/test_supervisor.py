@@ -122,7 +122,7 @@ def test_keep_alive_clients_are_spread_over_the_front_processes(services, serve)
     try:
         wait_for(accepted, timeout=20)
         # Both fronts took a share: the smaller has at least 4 of 32 (a random split does
-        # worse about once in a million runs; the shared socket mostly gave 0).
+        # worse about 3 times in a million runs; the shared socket mostly gave 0).
         assert counts[-2] >= 4, counts
     finally:
         for client in clients:

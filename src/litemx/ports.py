@@ -35,8 +35,8 @@ class BlobStore(Protocol):
 
     def delete_many(self, keys: Sequence[str]) -> tuple[int, dict[str, str]]:
         """Remove the blobs, carrying on past a blob that fails: (how many were removed, the
-        reason for each key that could not be). A failing store shows in the reasons; this
-        does not raise for it."""
+        reason for each key that could not be). Raises: Unavailable only when it is certain
+        that nothing was removed, so the caller may roll back the rows that referenced them."""
         ...
 
     def exists(self, key: str) -> bool: ...

@@ -168,7 +168,10 @@ def _listeners(bind: Callable[[tuple[str, int]], socket.socket], address: tuple[
     one shared socket, the front that woke first took every pending connection (asyncio's
     accept loop takes up to its backlog at once), and 16 keep-alive clients often all landed
     on one of two fronts (bench/PROFILE.md, session 8). The supervisor keeps every socket open,
-    so connections hashed to a front that is being restarted wait in its queue for it.
+    so connections hashed to a front that is being restarted wait in its queue for it. The
+    trade-off: the kernel does not look at whether a front is accepting, so a front that hangs
+    (alive, its loop blocked) holds its share of new connections, where a shared socket would
+    have let the others take them.
 
     HTTP only. SMTP keeps one shared socket: its sessions are short, so the load still spreads
     as fronts get busy. Gathering them on the front that is awake also makes its spool's group

@@ -41,7 +41,6 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection
 
-from litemx.errors import Unavailable
 from litemx.ports import BlobStore
 from litemx.storage import retention_repo
 from litemx.storage.blobs import content_key, put_all
@@ -92,15 +91,14 @@ def delete_unreferenced(conn: Connection, blobs: BlobStore, keys: Iterable[str])
 def _delete(blobs: BlobStore, keys: list[str]) -> int:
     """Delete `keys` in one call to the store (on S3 one request per thousand); how many went.
 
-    When none went and some failed, this raises, so the transaction rolls back and the run is
-    retried. When some went and others failed, it logs the failures, and those blobs stay. It
-    cannot roll back then: that would restore rows pointing at blobs already deleted.
+    When the store is certain none went, it raises (Unavailable), so the transaction rolls back
+    and the run is retried. Otherwise the failures are logged, and those blobs stay: this
+    cannot roll back once some went (or may have gone), since that would restore rows pointing
+    at deleted blobs.
     """
     if not keys:
         return 0
     gone, failed = blobs.delete_many(keys)
-    if failed and not gone:
-        raise Unavailable(f"the blob store deleted none of {len(keys)} blob(s)")
     if failed:
         sample = "; ".join(f"{key}: {why}" for key, why in list(failed.items())[:5])
         log.warning("could not delete %d of %d blob(s); they stay (space, not data): %s",

@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from litemx.errors import Unavailable
+
 log = logging.getLogger("litemx.blobs")
 
 TEMP_PREFIX = ".tmp-"  # a blob being written; renamed to its key once fsynced
@@ -178,13 +180,16 @@ class FileBlobStore:
 
     def delete_many(self, keys: Sequence[str]) -> tuple[int, dict[str, str]]:
         """One unlink each (a local unlink is cheap); a file that cannot be removed is reported
-        and the rest still go."""
+        and the rest still go. Raises: Unavailable when none went and some failed (an unlink
+        that fails removed nothing, so nothing is gone)."""
         gone, failed = 0, {}
         for key in keys:
             try:
                 gone += self.delete(key)
             except OSError as exc:
                 failed[key] = f"{type(exc).__name__}: {exc.strerror or exc}"
+        if failed and not gone:
+            raise Unavailable(f"the blob store deleted none of {len(failed)} blob(s)")
         return gone, failed
 
     def exists(self, key: str) -> bool:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from litemx.errors import InvalidRequest, Unavailable
 from litemx.storage.blobs import content_key, is_key
@@ -127,13 +127,17 @@ class S3BlobStore:
         the keys that failed): one request per thousand blobs instead of a HEAD and a DELETE
         each. S3 reports a key that was already absent as deleted, so here it counts as removed.
 
-        A DeleteObjects request that fails sends this call back to one key at a time (`delete`)
-        for its keys and the rest: some S3-compatible stores refuse DeleteObjects (its checksum
-        header), and a request whose answer was lost may have been carried out, which only
-        per-key requests can tell. Never raises: a store that fails leaves the keys not yet
-        removed in the failures.
+        A DeleteObjects request that fails sends this call back to one key at a time (a HEAD,
+        then a DELETE) for its keys and the rest: some S3-compatible stores refuse DeleteObjects
+        (its checksum header), and a request whose answer was lost may have been carried out,
+        which only per-key requests can tell.
+
+        Raises: Unavailable only when nothing can have been removed (every request that failed
+        was refused, or never reached the store). When a request may have been carried out
+        without an answer, the keys it covered are reported failed instead: the caller must
+        not roll back rows whose blobs may be gone (service/blob_refs.py).
         """
-        gone, failed = 0, {}
+        gone, failed, unsure = 0, {}, False
         valid = [key for key in keys if is_key(key)]
         for start in range(0, len(valid), DELETE_BATCH):
             chunk = valid[start:start + DELETE_BATCH]
@@ -143,23 +147,42 @@ class S3BlobStore:
             except (ClientError, BotoCoreError) as exc:
                 log.warning("DeleteObjects failed (%s); deleting %d blob(s) one at a time",
                             _failure(exc), len(valid) - start)
-                more, failures = self._delete_one_by_one(valid[start:])
-                return gone + more, {**failed, **failures}
+                more, failures, maybe = self._delete_one_by_one(valid[start:])
+                gone, unsure = gone + more, unsure or maybe or not _not_carried_out(exc)
+                failed.update(failures)
+                break
             errors = {item["Key"].rpartition("/")[2]: str(item.get("Code") or "error")
                       for item in answer.get("Errors", [])}
             failed.update(errors)
             gone += len(chunk) - len(errors)
+        if failed and not gone and not unsure:
+            raise Unavailable(f"the blob store deleted none of {len(valid)} blob(s)")
         return gone, failed
 
-    def _delete_one_by_one(self, keys: list[str]) -> tuple[int, dict[str, str]]:
-        """`delete` each (a HEAD, then a DELETE when there); the first failure leaves the rest."""
+    def _delete_one_by_one(self, keys: list[str]) -> tuple[int, dict[str, str], bool]:
+        """A HEAD, then a DELETE when there, per key; the first failure leaves the rest. Returns
+        (removed, failures, whether a failed DELETE may have been carried out)."""
         gone = 0
         for i, key in enumerate(keys):
             try:
-                gone += self.delete(key)
-            except Unavailable as exc:
-                return gone, dict.fromkeys(keys[i:], str(exc))
-        return gone, {}
+                if not self.exists(key):
+                    continue
+            except Unavailable as exc:  # a HEAD removes nothing
+                return gone, dict.fromkeys(keys[i:], str(exc)), False
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+            except (ClientError, BotoCoreError) as exc:
+                return gone, dict.fromkeys(keys[i:], _failure(exc)), not _not_carried_out(exc)
+            gone += 1
+        return gone, {}, False
+
+
+def _not_carried_out(exc: BaseException) -> bool:
+    """Whether a failed request certainly changed nothing: the store refused it (a 4xx answer),
+    or it never reached the store (no connection). A 5xx or a lost answer may hide a change."""
+    if isinstance(exc, ClientError):
+        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500) < 500
+    return isinstance(exc, (EndpointConnectionError, ConnectTimeoutError))
 
 
 def _failure(exc: BaseException) -> str:
