@@ -69,7 +69,7 @@ async def _serve(settings: Settings, services: Services) -> None:
 
 
 def bind_http(settings: Settings, address: tuple[str, int] | None = None, *, reuse_port: bool = False) -> socket.socket:
-    """The HTTP listening socket, on `address` (default: the settings')."""
+    """The HTTP listening socket, on `address` (default: the settings'), listening."""
     sock = socket.create_server(address or settings.http_host_port, reuse_port=reuse_port)
     # asyncio disables Nagle only on sockets it knows are TCP (proto 6); create_server makes
     # proto 0, so every keep-alive response waited ~40 ms for the client's delayed ACK.

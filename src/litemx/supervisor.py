@@ -4,7 +4,7 @@ The supervisor (this process) migrates the database, binds the HTTP and SMTP por
 (pre-fork, like Postfix's master or gunicorn):
 
 - `processes` front processes. Each serves HTTP (uvicorn) on a listening socket of its own,
-  all bound to one port (SO_REUSEPORT, _listeners), and SMTP (the MX) on one socket they share;
+  all bound to one port (SO_REUSEPORT, _http_listeners), and SMTP (the MX) on one socket they share;
   the kernel hands each new connection to one of them.
 - `worker_processes` background processes, at a lower CPU priority so that accepting mail and
   answering requests come first while processing catches up. Each drains the inbound queue
@@ -110,8 +110,8 @@ class Shared:
     """What the supervisor makes once and every child inherits."""
 
     settings: Settings
-    http: list[socket.socket]  # one listening socket per front process, all on one port: _listeners
-    smtp: socket.socket  # one, shared by every front: see _listeners for why not one each
+    http: list[socket.socket]  # one listening socket per front process, all on one port: _http_listeners
+    smtp: socket.socket  # one, shared by every front: see _http_listeners for why not one each
     inbound: Nudge = field(default_factory=Nudge)
     outbound: Nudge = field(default_factory=Nudge)
 
@@ -129,11 +129,8 @@ def supervise(settings: Settings, plan: ProcessPlan) -> None:
     finally:
         services.close()
     tls_context(settings)
-    http = _listeners(lambda address: bind_http(settings, address, reuse_port=True), settings.http_host_port,
-                      plan.fronts)
-    smtp = socket.create_server(settings.smtp_host_port)
-    smtp.listen(LISTEN_BACKLOG)
-    shared = Shared(settings, http, smtp)
+    smtp = _listen(socket.create_server(settings.smtp_host_port))
+    shared = Shared(settings, _http_listeners(settings, plan.fronts), smtp)
     supervisor = Supervisor(shared, [("front", i) for i in range(plan.fronts)] +
                             [("worker", i) for i in range(plan.workers)])
     log_listening(settings, f", {plan.fronts} front + {plan.workers} worker processes")
@@ -161,9 +158,13 @@ def _import_at_stop(settings: Settings) -> None:
         db.dispose()
 
 
-def _listeners(bind: Callable[[tuple[str, int]], socket.socket], address: tuple[str, int],
-               count: int) -> list[socket.socket]:
-    """One listening socket per front process, all on `address`'s port (SO_REUSEPORT): the
+def _listen(sock: socket.socket) -> socket.socket:
+    sock.listen(LISTEN_BACKLOG)
+    return sock
+
+
+def _http_listeners(settings: Settings, count: int) -> list[socket.socket]:
+    """One HTTP listening socket per front process, all on one port (SO_REUSEPORT): the
     kernel spreads new connections over them by a hash of each connection's addresses. With
     one shared socket, the front that woke first took every pending connection (asyncio's
     accept loop takes up to its backlog at once), and 16 keep-alive clients often all landed
@@ -177,12 +178,10 @@ def _listeners(bind: Callable[[tuple[str, int]], socket.socket], address: tuple[
     as fronts get busy. Gathering them on the front that is awake also makes its spool's group
     commits larger: with one socket per front the durable ingest was 8-15 % slower (A/B, two
     runs each: 1,032 and 1,092 against 1,139 and 1,232 msg/s)."""
-    first = bind(address)
-    port = first.getsockname()[1]  # the port the first one got, when the settings ask for port 0
-    sockets = [first, *(bind((address[0], port)) for _ in range(count - 1))]
-    for sock in sockets:
-        sock.listen(LISTEN_BACKLOG)
-    return sockets
+    first = bind_http(settings, reuse_port=True)
+    host, port = settings.http_host_port[0], first.getsockname()[1]  # the port it got, for port 0
+    rest = [bind_http(settings, (host, port), reuse_port=True) for _ in range(count - 1)]
+    return [_listen(sock) for sock in (first, *rest)]
 
 
 class Supervisor:

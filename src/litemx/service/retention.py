@@ -205,8 +205,8 @@ class RetentionService(ServiceBase):
         delete_unreferenced, so a writer about to reference one keeps it; the grace (on the real
         clock, never a run's `as_of`) is a second guard. One sixteenth of the store per day (keys
         starting with one hex digit, by the day's number): every blob is looked at every 16 days
-        without statting the whole store daily. The same walk removes the temp files a crash
-        between a blob's write and its rename left in that sixteenth (`temp_files_removed`)."""
+        without statting the whole store daily. A second walk of that sixteenth removes the temp
+        files a crash between a blob's write and its rename left there (`temp_files_removed`)."""
         now = self.clock.now()
         before, shard = now - ORPHAN_GRACE, f"{now.toordinal() % 16:x}"
         blobs, total, chunk = self.infra.blobs, 0, []
